@@ -1,0 +1,3 @@
+from ume.cli import main
+
+main()

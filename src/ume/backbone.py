@@ -1,0 +1,128 @@
+"""Loading a Qwen-VL checkpoint (hub id or local directory) as the stock transformers model.
+
+We add the two embedding tokens the way the reference does and otherwise leave the model alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ume.families import Family, family_of
+from ume.recipe import Recipe
+
+UME_TOKENS = ("<gen_emb>", "<disc_emb>")  # order matters: gen first gives 151657 / 151658 on Qwen2-VL
+
+
+@dataclass
+class Backbone:
+    """A loaded checkpoint: the stock model and processor, its family, recipe and token ids."""
+
+    model: Any
+    processor: Any
+    family: Family
+    recipe: Recipe
+    gen_id: int
+    disc_id: int
+    eos_id: int
+    pad_id: int
+    source: str
+    added_tokens: bool  # True when load() registered <gen_emb>/<disc_emb> itself
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def save(self, out: str | Path) -> Path:
+        """Save model, processor and recipe in the HF layout (loadable by plain transformers too)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        self.recipe.save(out)
+        return out
+
+
+def init_ume_rows(model: Any, tokenizer: Any, family: Family) -> None:
+    """Initialise the `<gen_emb>`/`<disc_emb>` rows from the family's designated source tokens.
+
+    The reference copies the input-embedding row; when the output head is untied we copy its row from
+    the same source token too (our choice; the reference only ties-2B, where it is the same tensor).
+    """
+    pairs = [(tokenizer.convert_tokens_to_ids(t), tokenizer.convert_tokens_to_ids(src))
+             for t, src in zip(UME_TOKENS, (family.gen_init, family.disc_init), strict=True)]
+    matrices = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != matrices[0].data_ptr():
+        matrices.append(out.weight)
+    with torch.no_grad():
+        for w in matrices:
+            for dst, src in pairs:
+                w[dst] = w[src]
+
+
+def register_ume_tokens(model: Any, tokenizer: Any, family: Family) -> bool:
+    """Add the ume tokens if the tokenizer lacks them; resize only when the matrix has no room.
+
+    A checkpoint that already has both tokens (e.g. a released UME-R1) is left untouched.
+    """
+    vocab = tokenizer.get_vocab()
+    if all(t in vocab for t in UME_TOKENS):
+        return False
+    if any(t in vocab for t in UME_TOKENS):
+        raise ValueError(f"tokenizer has only one of {UME_TOKENS}; refusing to guess the other's id")
+    tokenizer.add_tokens(list(UME_TOKENS))  # ordinary added tokens, not special (as the reference)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    init_ume_rows(model, tokenizer, family)
+    return True
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU, unless asked otherwise."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(table)}")
+    return table[dtype]
+
+
+def load_backbone(name_or_path: str | Path, device: str | torch.device | None = None,
+                  dtype: str | torch.dtype | None = None, recipe: Recipe | None = None) -> Backbone:
+    """Load model + processor with the Auto classes and make them ready for ume."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    source = str(name_or_path)
+    dev = torch.device(device) if device is not None else default_device()
+    torch_dtype = resolve_dtype(dtype, dev)
+    config = AutoConfig.from_pretrained(source)
+    family = family_of(config.model_type)
+    processor = AutoProcessor.from_pretrained(source)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype)
+    added = register_ume_tokens(model, processor.tokenizer, family)
+    model.to(dev).eval()
+    tok = processor.tokenizer
+    local = Path(source)
+    return Backbone(
+        model=model, processor=processor, family=family,
+        recipe=recipe or Recipe.load(local if local.is_dir() else None),
+        gen_id=tok.convert_tokens_to_ids(UME_TOKENS[0]), disc_id=tok.convert_tokens_to_ids(UME_TOKENS[1]),
+        eos_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_id=tok.pad_token_id, source=source,
+        added_tokens=added,
+    )

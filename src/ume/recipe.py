@@ -1,0 +1,123 @@
+"""The recipe: how an item becomes a prompt, and which hidden state becomes its embedding.
+
+One recipe is saved beside every checkpoint ume writes (`ume_recipe.json`); inference, the SFT
+collator and the RL rollouts all build their prompts from it, so training and inference cannot drift.
+A checkpoint without one (e.g. the released UME-R1-2B) gets `Recipe()`, the reference recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image
+
+from ume.inputs import LoadedItem
+
+RECIPE_FILE = "ume_recipe.json"
+
+GENERATION_PROMPT = (
+    "Represent the above input text, images, videos, or any combination of the three as embeddings. "
+    "First output the thinking process in <think> </think> tags and then summarize the entire input in a "
+    "word or sentence. Finally, use the <gen_emb> tag to represent the entire input."
+)
+SYSTEM_PROMPT = "You are a helpful assistant."
+# Placeholders that MMEB-style texts carry for their visual; the visual travels as a content item.
+PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|image_1|>", "<image>", "<video>")
+_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything about prompts and readout that must agree between training and inference.
+
+    Defaults are the reference (UME-R1) recipe. `blank_image="text_only"` gives every input without a
+    visual a white `blank_image_size`² image, as the reference does at inference; `"never"` disables it.
+    `missing_gen_emb="force"` appends `<gen_emb>` when a completion lacks it and flags the item;
+    `"error"` refuses such items (reported per item).
+    """
+
+    system_prompt: str = SYSTEM_PROMPT
+    disc_separator: str = "\n<disc_emb>\n"
+    generation_prompt: str = GENERATION_PROMPT
+    gen_token: str = "<gen_emb>"
+    disc_token: str = "<disc_emb>"
+    blank_image: Literal["text_only", "never"] = "text_only"
+    blank_image_size: int = 28
+    min_pixels: int | None = 784  # reference eval: resize_min_pixels 784 keeps the 28x28 blank at 1 token
+    max_pixels: int | None = 2_359_296  # reference eval / training: 1536^2
+    num_frames: int = 8
+    readout: Literal["last_layer_post_norm"] = "last_layer_post_norm"
+    missing_gen_emb: Literal["force", "error"] = "force"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.blank_image not in ("text_only", "never"):
+            raise ValueError(f"blank_image must be 'text_only' or 'never', got {self.blank_image!r}")
+        if self.missing_gen_emb not in ("force", "error"):
+            raise ValueError(f"missing_gen_emb must be 'force' or 'error', got {self.missing_gen_emb!r}")
+        if self.disc_token not in self.disc_separator:
+            raise ValueError("disc_separator must contain disc_token: the disc readout reads that token")
+
+    # --- persistence -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """A short stable hash, used to key caches and stamp reports."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / RECIPE_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{RECIPE_FILE}: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, directory: str | Path | None) -> Recipe:
+        """The recipe saved in `directory`, or the reference recipe when there is none."""
+        if directory is None:
+            return cls()
+        path = Path(directory) / RECIPE_FILE
+        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else cls()
+
+    # --- prompts ---------------------------------------------------------------------------------
+    def prompt_text(self, text: str) -> str:
+        """User text of the prompt: the item's text (placeholders removed) + disc token + instruction."""
+        clean = _PLACEHOLDER_RE.sub("", text).strip()
+        return clean + self.disc_separator + self.generation_prompt
+
+    def visuals(self, item: LoadedItem) -> tuple[list[Image.Image], list[Image.Image] | None]:
+        """The images and video the processor receives, after the blank-image policy."""
+        images = list(item.images)
+        if not images and item.video is None and self.blank_image == "text_only":
+            size = self.blank_image_size
+            images = [Image.new("RGB", (size, size), (255, 255, 255))]
+        return images, item.video
+
+    def messages(self, item: LoadedItem, response: str | None = None) -> list[dict[str, Any]]:
+        """Chat messages for one item: system, user (visuals then text), and optionally the answer."""
+        images, video = self.visuals(item)
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+        if video is not None:
+            content.append({"type": "video"})
+        content.append({"type": "text", "text": self.prompt_text(item.text)})
+        msgs: list[dict[str, Any]] = [
+            {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]},
+            {"role": "user", "content": content},
+        ]
+        if response is not None:
+            msgs.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+        return msgs

@@ -1,0 +1,60 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from ume.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+runner = CliRunner()
+
+
+def test_embed_gen_on_shipped_examples(tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["embed", "--model", str(EXAMPLES / "tiny-qwen2-vl"), "--mode", "gen",
+                              "--input", str(EXAMPLES / "items.jsonl"), "--output", str(out),
+                              "--max-new-tokens", "8", "--samples", "2", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    emb = np.load(out / "embeddings.npy")
+    assert emb.shape == (5, 2, 64)
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["index"], e["id"]) for e in errors] == [(4, "missing")]
+    assert "file not found" in errors[0]["reason"]
+    assert np.isnan(emb[4]).all() and not np.isnan(emb[:4]).any()
+    records = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert [r["ok"] for r in records] == [True, True, True, True, False]
+    sample = records[0]["samples"][0]
+    assert sample["num_tokens"] == len(sample["token_ids"]) and sample["token_ids"][-1] is not None
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["num_samples"] == 2 and run["n_errors"] == 1
+
+
+def test_embed_reports_unparseable_rows(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "fine"}\nnot json\n{"text": "also fine"}\n')
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["embed", "--model", str(EXAMPLES / "tiny-qwen2-vl"), "--input", str(items),
+                              "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "2/3 items" in res.output
+    err = json.loads((out / "errors.jsonl").read_text())
+    assert err["index"] == 1 and "items.jsonl:2" in err["reason"]
+    emb = np.load(out / "embeddings.npy")
+    assert emb.shape == (3, 64) and np.isnan(emb[1]).all() and not np.isnan(emb[[0, 2]]).any()
+
+
+def test_tiny_build_command(tmp_path):
+    res = runner.invoke(app, ["tiny", "build", str(tmp_path / "t"), "--family", "qwen2_5_vl", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "t" / "model.safetensors").exists() and (tmp_path / "t" / "ume_recipe.json").exists()
+
+
+def test_shipped_example_checkpoint_is_reproducible(tmp_path):
+    from ume.tiny import build_tiny
+
+    fresh = build_tiny(tmp_path / "t", family="qwen2_vl", seed=0)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (fresh / name).read_bytes() == (EXAMPLES / "tiny-qwen2-vl" / name).read_bytes(), name
+    shutil.rmtree(fresh)

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+from PIL import Image
+
+from ume.batching import make_batch, prompt_texts
+from ume.inputs import LoadedItem
+from ume.recipe import GENERATION_PROMPT, RECIPE_FILE, Recipe
+
+EXPECTED = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+    "<|vision_start|><|image_pad|><|vision_end|>Find the red circle.\n<disc_emb>\n"
+    + GENERATION_PROMPT + "<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def test_generation_prompt_is_verbatim():
+    assert GENERATION_PROMPT == (
+        "Represent the above input text, images, videos, or any combination of the three as embeddings. "
+        "First output the thinking process in <think> </think> tags and then summarize the entire input in "
+        "a word or sentence. Finally, use the <gen_emb> tag to represent the entire input."
+    )
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_rendered_prompt_matches_reference(encoders, family):
+    proc = encoders[family].backbone.processor
+    text = prompt_texts(proc, Recipe(), [LoadedItem("  <image> Find the red circle. ", [], None)])[0]
+    assert text == EXPECTED
+
+
+def test_blank_image_policy(encoder):
+    proc = encoder.backbone.processor
+    text_only = LoadedItem("hello", [], None)
+    batch = make_batch(proc, Recipe(), [text_only])
+    assert batch["image_grid_thw"].tolist() == [[1, 2, 2]]  # one 28x28 white image = one visual token
+    assert int((batch["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum()) == 1
+    never = make_batch(proc, Recipe(blank_image="never"), [text_only])
+    assert "image_grid_thw" not in never
+    with_image = make_batch(proc, Recipe(), [LoadedItem("x", [Image.new("RGB", (64, 64))], None)])
+    assert with_image["image_grid_thw"].tolist() == [[1, 4, 4]]  # a real image gets no extra blank
+
+
+def test_recipe_roundtrip_and_default(tmp_path):
+    r = Recipe(num_frames=4, blank_image="never")
+    r.save(tmp_path)
+    assert Recipe.load(tmp_path) == r
+    assert Recipe.load(tmp_path / "elsewhere") == Recipe()  # no file: the reference recipe
+    assert r.digest() != Recipe().digest()
+    data = json.loads((tmp_path / RECIPE_FILE).read_text())
+    data["surprise"] = 1
+    (tmp_path / RECIPE_FILE).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="unknown field"):
+        Recipe.load(tmp_path)
+
+
+def test_invalid_recipe_values():
+    with pytest.raises(ValueError, match="blank_image"):
+        Recipe(blank_image="sometimes")
+    with pytest.raises(ValueError, match="disc_token"):
+        Recipe(disc_separator="\n")
