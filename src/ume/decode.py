@@ -103,6 +103,21 @@ def _merge_caches(a: DynamicCache, b: DynamicCache) -> None:
         la.values = torch.cat([_pad_left(la.values, length, 2), _pad_left(lb.values, length, 2)])
 
 
+def _trim_left(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every remaining row.
+
+    Rows join with left padding up to the running cache length; without trimming, the cache (and the
+    attention cost of every step) would keep growing for as long as the batch stays busy.
+    """
+    first = int(mask.any(dim=0).int().argmax())
+    if first == 0:
+        return mask
+    for layer in cache.layers:
+        layer.keys = layer.keys[:, :, first:]
+        layer.values = layer.values[:, :, first:]
+    return mask[:, first:]
+
+
 class Decoder:
     """Continuous-batching decoder over a stock Qwen-VL model; see the module docstring."""
 
@@ -168,6 +183,8 @@ class Decoder:
                 idx = torch.tensor(keep, dtype=torch.long, device=device)
                 cache.batch_select_indices(idx)
                 mask, pos, hidden, rows = mask[idx], pos[idx], hidden[idx], [rows[i] for i in keep]
+                if rows:
+                    mask = _trim_left(cache, mask)
             if not rows:
                 cache = mask = pos = hidden = None
                 continue
