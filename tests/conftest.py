@@ -65,3 +65,20 @@ def media(tmp_path_factory):
             out.mux(packet)
     paths["mp4"] = mp4
     return paths
+
+
+@pytest.fixture(scope="session")
+def mmeb_root(tmp_path_factory):
+    from mmeb_fixture import build_mmeb_fixture
+
+    return build_mmeb_fixture(tmp_path_factory.mktemp("mmeb"))
+
+
+@pytest.fixture(scope="session")
+def minimmeb_root(tmp_path_factory):
+    """A tiny-scale MiniMMEB build (a dozen queries per task)."""
+    from ume.synth.build import build
+
+    root = tmp_path_factory.mktemp("minimmeb") / "build"
+    build(root, seed=0, scale="tiny", progress=False)
+    return root

@@ -14,6 +14,15 @@ tiny_app = typer.Typer(no_args_is_help=True, help="Tiny offline Qwen-VL checkpoi
 app.add_typer(tiny_app, name="tiny")
 
 
+def _add_synth() -> None:
+    from ume.synth.cli import synth_app
+
+    app.add_typer(synth_app, name="synth")
+
+
+_add_synth()
+
+
 class ModeOpt(StrEnum):
     disc = "disc"
     gen = "gen"
@@ -55,6 +64,59 @@ def embed(
                         top_p=top_p, seed=seed, device=device, dtype=dtype,
                         on_error="raise" if fail_fast else "skip")
     typer.echo(summary)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str | None, typer.Option(help="Checkpoint: local directory or hub id.")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Local MMEB-V2 copy or MiniMMEB build.")] = None,
+    output: Annotated[Path, typer.Option(help="Report directory.")] = Path("runs/eval"),
+    task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable).")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="mmeb-v2 | mmeb-v2-image|video|visdoc | minimmeb")] = None,
+    modality: Annotated[str | None, typer.Option(help="image | video | visdoc")] = None,
+    meta_task: Annotated[str | None, typer.Option(help="e.g. CLS, QA, RET, GD, MRET, VDRv1, image/CLS")] = None,
+    qry_mode: Annotated[ModeOpt, typer.Option(help="Query-side embedding mode.")] = ModeOpt.disc,
+    tgt_mode: Annotated[ModeOpt, typer.Option(help="Candidate-side embedding mode.")] = ModeOpt.disc,
+    samples: Annotated[int, typer.Option(help="pass@k: k sampled gen embeddings per query.")] = 1,
+    oracle: Annotated[bool, typer.Option(help="Also run disc/disc and gen/gen and the per-query oracle.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Items per batch.")] = 8,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Reasoning budget (gen).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for pass@k sampling.")] = 0,
+    pred_top_k: Annotated[int, typer.Option(help="Predictions kept per query (0 = all).")] = 10,
+    limit: Annotated[int | None, typer.Option(help="First N queries per task (smoke runs).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (default OUTPUT/cache).")] = None,
+    list_tasks: Annotated[bool, typer.Option("--list", help="List the selected tasks and exit.")] = False,
+) -> None:
+    """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report."""
+    from ume.evaluate.tasks import select_tasks
+
+    if list_tasks:
+        for t in select_tasks(task or (), benchmark, modality, meta_task):
+            typer.echo(f"{t.name}\t{t.benchmark}\t{t.modality}\t{t.meta_task}\t{t.loader}\t{t.ranking}\t{t.metric}")
+        return
+    if model is None or data_root is None:
+        raise typer.BadParameter("--model and --data-root are required (or use --list)")
+    from ume.evaluate.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(model=model, data_root=str(data_root), output=str(output), tasks=tuple(task or ()),
+                     benchmark=benchmark, modality=modality, meta_task=meta_task, qry_mode=qry_mode.value,
+                     tgt_mode=tgt_mode.value, samples=samples, oracle=oracle, batch_size=batch_size,
+                     max_new_tokens=max_new_tokens, seed=seed, pred_top_k=pred_top_k, limit=limit, device=device,
+                     dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None)
+    summary = run_eval(cfg)
+    if summary:
+        typer.echo((output / "report.md").read_text() if (output / "report.md").exists() else "no task scored")
+        typer.echo(f"report: {output}")
+
+
+@app.command("report")
+def report_cmd(dirs: Annotated[list[Path], typer.Argument(help="Report directories from `ume eval`.")]) -> None:
+    """Compare several evaluation runs side by side."""
+    from ume.evaluate.report import compare
+
+    typer.echo(compare(dirs))
 
 
 @tiny_app.command("build")

@@ -97,14 +97,17 @@ class Encoder:
     # --- public API -------------------------------------------------------------------------------
     def encode(self, items: Sequence[ItemLike], mode: Mode = "disc", batch_size: int = 8,
                num_samples: int = 1, temperature: float | None = None, top_p: float | None = None,
-               top_k: int | None = None, max_new_tokens: int | None = None, seed: int | None = None,
+               top_k: int | None = None, max_new_tokens: int | None = None,
+               seed: int | Sequence[int] | None = None,
                on_error: Literal["raise", "skip"] = "raise", show_progress: bool | None = None,
                logits_processor: LogitsHook | None = None) -> EncodeResult:
         """Embed `items` (ume.Item, plain strings, or dicts with text/image(s)/video/id).
 
         Gen-mode decoding defaults to the checkpoint's `generation_config`; with `num_samples > 1` and
         no temperature given it samples at temperature 1.0, top_p 1.0 (the pass@k protocol).
-        `seed` makes sampling reproducible per (item index, sample index), independent of batching.
+        `seed` makes sampling reproducible per (item index, sample index), independent of batching; a
+        sequence gives each item its own seed (e.g. derived from its content, so that results do not depend
+        on the item's position in the call).
         `logits_processor(keys, tokens, logits)` may edit next-token logits per row (keys are
         (item index, sample index)), e.g. to ban tokens.
         """
@@ -217,7 +220,7 @@ class Encoder:
                             settings={"mode": "disc", "recipe": self.recipe.digest()})
 
     def _encode_gen(self, parsed: list[Item | None], batch_size: int, k: int, sampling: Sampling,
-                    seed: int | None, errors: list[ItemError], on_error: str, progress: bool,
+                    seed: int | Sequence[int] | None, errors: list[ItemError], on_error: str, progress: bool,
                     logits_processor: LogitsHook | None) -> EncodeResult:
         n = len(parsed)
         vecs = np.full((n, k, self.dim), np.nan, dtype=np.float32)
@@ -226,6 +229,13 @@ class Encoder:
         forced = np.zeros((n, k), dtype=bool)
         order = self._order(parsed)
         cursor = 0
+        if isinstance(seed, Sequence) and len(seed) != n:
+            raise ValueError(f"seed: {len(seed)} per-item seeds for {n} items")
+
+        def seed_of(i: int, s: int) -> int | None:
+            if seed is None:
+                return None
+            return row_seed(seed[i], s) if isinstance(seed, Sequence) else row_seed(seed, i, s)
 
         def source(max_prompts: int) -> tuple[list[Request], dict[str, torch.Tensor]] | None:
             nonlocal cursor
@@ -238,8 +248,7 @@ class Encoder:
                     continue
                 idx, batch = got
                 bar.update((len(chunk) - len(idx)) * k)  # failed items count as done
-                reqs = [Request((i, s), None if seed is None else row_seed(seed, i, s))
-                        for i in idx for s in range(k)]
+                reqs = [Request((i, s), seed_of(i, s)) for i in idx for s in range(k)]
                 return reqs, batch
             return None
 
@@ -266,7 +275,8 @@ class Encoder:
         failed = {e.index for e in errors}
         vecs[list(failed)] = np.nan
         num_tokens = np.array([[len(t) for t in row] for row in token_ids], dtype=np.int64)
-        settings = {"mode": "gen", "recipe": self.recipe.digest(), "num_samples": k, "seed": seed,
+        settings = {"mode": "gen", "recipe": self.recipe.digest(), "num_samples": k,
+                    "seed": seed if seed is None or isinstance(seed, int) else "per-item",
                     **{f: getattr(sampling, f) for f in ("do_sample", "temperature", "top_p", "top_k",
                                                          "max_new_tokens")}}
         return EncodeResult(vecs[:, 0] if k == 1 else vecs, "gen", sorted(errors, key=lambda e: e.index),

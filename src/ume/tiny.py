@@ -76,7 +76,7 @@ SIZES = {
 }
 
 _WORDS = tuple(
-    (  # noqa: SIM905 (a word list reads better as text)
+    (
         "the a an of and to in on with is are was were this that these those image images video videos text "
         "page document table chart bar title figure row column value number count left right top bottom "
         "middle above below next first second third last red green blue yellow orange purple black white gray "

@@ -1,0 +1,190 @@
+"""Reports: task-weighted aggregates with task counts, leaderboard JSON, markdown, PNG plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ume.evaluate.metrics import METRIC_KEYS
+from ume.evaluate.tasks import TaskMeta
+from ume.io import write_json
+
+MODALITIES = ("image", "video", "visdoc")
+
+
+def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta]) -> dict[str, Any]:
+    """Means of task scores (x100) per meta-task, per modality and overall (task-weighted), each with its
+    task count and the selected tasks it is missing, so a partial average is never mistaken for a full one."""
+
+    def group(members: list[TaskMeta]) -> dict[str, Any]:
+        present = [t.name for t in members if t.name in task_scores]
+        return {"mean": float(np.mean([task_scores[n] for n in present])) if present else None,
+                "n": len(present), "of": len(members),
+                "missing": [t.name for t in members if t.name not in task_scores]}
+
+    meta_keys = list(dict.fromkeys(t.meta_key for t in selected))
+    return {
+        "meta_task": {k: group([t for t in selected if t.meta_key == k]) for k in meta_keys},
+        "modality": {m: group([t for t in selected if t.modality == m]) for m in MODALITIES
+                     if any(t.modality == m for t in selected)},
+        "overall": group(list(selected)),
+    }
+
+
+def _fmt(g: dict[str, Any]) -> str:
+    if g["mean"] is None:
+        return "–"
+    return f"{g['mean']:.1f} ({g['n']})" if g["n"] == g["of"] else f"{g['mean']:.1f} ({g['n']}/{g['of']})"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    labels = list(summary["runs"])
+    lines = ["| group | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    first = summary["runs"][labels[0]]["aggregate"]
+    for key in first["meta_task"]:
+        lines.append(f"| {key} | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["meta_task"][key])
+                                                  for lab in labels) + " |")
+    for mod in first["modality"]:
+        lines.append(f"| **{mod}** | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["modality"][mod])
+                                                     for lab in labels) + " |")
+    lines.append("| **overall** | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["overall"])
+                                                 for lab in labels) + " |")
+    out = ["# Evaluation report", "", f"model: `{summary['model']}`", "",
+           "Scores x100 (hit@1; ndcg_linear@5 for visdoc); in parentheses the number of tasks averaged "
+           "(n/of when some selected tasks are missing). Overall is the task-weighted mean.", "", *lines, ""]
+    tasks = summary["tasks"]
+    out += ["## Per task", "", "| task | modality | meta-task | " + " | ".join(labels) + " |",
+            "|---|---|---|" + "---|" * len(labels)]
+    for name, info in tasks.items():
+        cells = [f"{summary['runs'][lab]['tasks'][name]:.1f}" if name in summary["runs"][lab]["tasks"] else "–"
+                 for lab in labels]
+        out.append(f"| {name} | {info['modality']} | {info['meta_task']} | " + " | ".join(cells) + " |")
+    if summary.get("passk"):
+        ks = sorted({int(k) for v in summary["passk"].values() for k in v})
+        out += ["", "## pass@k coverage (hit@1 by any of the first k query samples)", "",
+                "| task | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        for name, curve in summary["passk"].items():
+            out.append(f"| {name} | " + " | ".join(f"{100 * curve[str(k)]:.1f}" for k in ks) + " |")
+    if summary["errors"]:
+        out += ["", f"{summary['errors']} error(s) recorded in `errors.jsonl`."]
+    return "\n".join(out) + "\n"
+
+
+def leaderboard(model: str, selected: Sequence[TaskMeta], scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The MMEB-V2 leaderboard JSON (`{metadata, metrics: {image, video, visdoc}}`), 26 keys per task."""
+    metrics: dict[str, Any] = {}
+    for mod in MODALITIES:
+        members = [t for t in selected if t.modality == mod]
+        if not members:
+            metrics[mod] = "DIR_N/A"
+            continue
+        metrics[mod] = {t.name: {k: scores[t.name][k] for k in (*METRIC_KEYS, "num_pred", "num_data")}
+                        if t.name in scores else "FILE_N/A" for t in members}
+    return {"metadata": {"model_name": model, "report_generated_date": dt.date.today().isoformat()},
+            "metrics": metrics}
+
+
+def plots(out: Path, summary: dict[str, Any]) -> list[str]:
+    """Per-meta-task bars (one bar per run) and pass@k curves, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    labels = list(summary["runs"])
+    keys = list(summary["runs"][labels[0]]["aggregate"]["meta_task"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) + 2), 4))
+    width = 0.8 / len(labels)
+    for i, lab in enumerate(labels):
+        vals = [summary["runs"][lab]["aggregate"]["meta_task"][k]["mean"] or 0 for k in keys]
+        ax.bar(np.arange(len(keys)) + i * width, vals, width, label=lab)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(labels) - 1) / 2, keys, rotation=30, ha="right")
+    ax.set_ylabel("score x100")
+    ax.set_title("per meta-task")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "plots" / "meta_tasks.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(str(path))
+    if summary.get("passk"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, curve in summary["passk"].items():
+            ks = sorted(int(k) for k in curve)
+            ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k (query samples)")
+        ax.set_ylabel("coverage x100")
+        ax.set_title("pass@k")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "plots" / "passk.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Sequence[Any],
+                  errors: Sequence[dict[str, Any]], timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, leaderboard_<run>.json and plots; return the summary."""
+    labels = list(dict.fromkeys(lab for r in results for lab in r.scores))
+    runs = {}
+    for lab in labels:
+        task_scores = {r.task.name: 100 * r.scores[lab][r.task.metric] for r in results if lab in r.scores}
+        runs[lab] = {"tasks": task_scores, "aggregate": aggregate(task_scores, selected)}
+        if lab != "oracle":
+            full = {r.task.name: r.scores[lab] for r in results if lab in r.scores}
+            write_json(out / f"leaderboard_{lab}.json", leaderboard(cfg.model, selected, full))
+    summary = {
+        "model": cfg.model, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "tasks": {t.name: {"modality": t.modality, "meta_task": t.meta_key, "metric": t.metric,
+                           "benchmark": t.benchmark} for t in selected},
+        "runs": runs,
+        "passk": {r.task.name: {str(k): v for k, v in r.passk.items()} for r in results if r.passk},
+        "encoding": {r.task.name: r.stats for r in results},
+        "timings_s": timings or {},
+        "errors": len(errors),
+    }
+    if not runs:
+        write_json(out / "report.json", summary)
+        return summary
+    summary["plots"] = plots(out, summary)
+    write_json(out / "report.json", summary)
+    (out / "report.md").write_text(markdown(summary), encoding="utf-8")
+    return summary
+
+
+def compare(dirs: Sequence[Path]) -> str:
+    """A markdown table of several runs' aggregates side by side (`ume report DIR...`)."""
+    import json
+
+    columns: list[tuple[str, dict[str, Any]]] = []
+    for d in dirs:
+        path = Path(d) / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no report.json in {d} (run `ume eval --output {d}` first)")
+        summary = json.loads(path.read_text())
+        for lab, run in summary["runs"].items():
+            columns.append((f"{Path(d).name}:{lab}", run["aggregate"]))
+    rows: list[tuple[str, str, str]] = []  # (label, section, key)
+    for _, agg in columns:
+        for section in ("meta_task", "modality"):
+            for key in agg[section]:
+                if (key, section, key) not in rows:
+                    rows.append((key, section, key))
+    rows.append(("overall", "overall", ""))
+    lines = ["| group | " + " | ".join(c for c, _ in columns) + " |", "|---|" + "---|" * len(columns)]
+    for label, section, key in rows:
+        cells = []
+        for _, agg in columns:
+            group = agg[section] if section == "overall" else agg[section].get(key)
+            cells.append(_fmt(group) if group else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

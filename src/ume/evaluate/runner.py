@@ -1,0 +1,288 @@
+"""`ume eval`: load each task, encode unique inputs once (cached, resumable, sharded), score, report.
+
+Runs: the requested (query mode, target mode) pair; with `oracle`, also disc/disc and gen/gen and the
+per-query oracle max(disc, gen) of the task's main metric; with `samples=k`, k sampled gen embeddings
+per query against the target embeddings of the main run, for pass@k coverage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ume.encoder import Encoder, load
+from ume.evaluate.cache import EmbeddingCache, item_key, key_seed, model_fingerprint
+from ume.evaluate.distributed import Dist
+from ume.evaluate.loaders import LoaderError, TaskData, load_task
+from ume.evaluate.metrics import METRIC_KEYS, mean_metrics, query_metrics, rank
+from ume.evaluate.report import write_reports
+from ume.evaluate.tasks import TaskMeta, select_tasks
+from ume.inputs import Item
+from ume.io import write_json, write_jsonl
+
+Mode = Literal["disc", "gen"]
+
+
+@dataclass
+class EvalConfig:
+    """Everything `ume eval` takes; saved with the results."""
+
+    model: str
+    data_root: str
+    output: str
+    tasks: tuple[str, ...] = ()
+    benchmark: str | None = None
+    modality: str | None = None
+    meta_task: str | None = None
+    qry_mode: Mode = "disc"
+    tgt_mode: Mode = "disc"
+    samples: int = 1  # >1: pass@k on the query side (gen, temperature 1)
+    oracle: bool = False
+    batch_size: int = 8
+    max_new_tokens: int | None = None
+    seed: int = 0
+    pred_top_k: int = 10  # predictions kept per query in <task>_pred.jsonl (0 = full ranking)
+    limit: int | None = None  # first N queries per task (smoke runs)
+    device: str | None = None
+    dtype: str | None = None
+    cache_dir: str | None = None  # default: <output>/cache
+    chunk_size: int = 64  # items per cache chunk (what a crash can lose)
+
+
+@dataclass
+class Encoded:
+    """Vectors for one (side, mode, samples) of a task, and how many were computed now."""
+
+    vectors: dict[str, np.ndarray]
+    records: dict[str, dict[str, Any]]
+    unique: int
+    encoded_now: int
+
+
+@dataclass
+class TaskResult:
+    task: TaskMeta
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # run label -> 26-key dict + meta
+    per_query: dict[str, list[float]] = field(default_factory=dict)  # run label -> main metric per query
+    passk: dict[int, float] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def run_labels(cfg: EvalConfig) -> list[tuple[str, str]]:
+    runs = [(cfg.qry_mode, cfg.tgt_mode)]
+    if cfg.oracle:
+        runs += [m for m in (("disc", "disc"), ("gen", "gen")) if m not in runs]
+    return runs
+
+
+class Runner:
+    def __init__(self, cfg: EvalConfig, encoder: Encoder | None = None, dist: Dist | None = None) -> None:
+        if cfg.samples > 1 and cfg.qry_mode != "gen":
+            raise ValueError("--samples > 1 needs --qry-mode gen (pass@k samples reasoning on the query side)")
+        self.cfg = cfg
+        self.dist = dist or Dist.from_env()
+        self.encoder = encoder or load(cfg.model, device=cfg.device or self.dist.device, dtype=cfg.dtype)
+        self.out = Path(cfg.output)
+        self.cache_root = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
+        self.fingerprint = model_fingerprint(cfg.model)
+        self.errors: list[dict[str, Any]] = []
+        self.timings = {"load": 0.0, "encode": 0.0, "score": 0.0}  # seconds, summed over tasks
+
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] += time.perf_counter() - start
+
+    # --- encoding ------------------------------------------------------------------------------------
+    def _settings(self, mode: str, samples: int) -> dict[str, Any]:
+        if mode == "disc":
+            return {"mode": "disc"}
+        s = self.encoder.sampling(num_samples=samples, max_new_tokens=self.cfg.max_new_tokens)
+        out = {"mode": "gen", **asdict(s), "samples": samples}
+        if samples > 1:
+            out["seed"] = self.cfg.seed
+        return out
+
+    def encode(self, task: TaskMeta, side: str, items: dict[str, Item], mode: str, samples: int = 1) -> Encoded:
+        settings = self._settings(mode, samples)
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+        directory = (self.cache_root / self.fingerprint / self.encoder.recipe.digest() / task.name
+                     / f"{side}-{mode}-k{samples}-{digest}")
+        cache = EmbeddingCache(directory, tag=str(self.dist.rank))
+        if self.dist.rank == 0:
+            write_json(directory / "settings.json", settings)
+        vectors, records = cache.load()
+        missing = sorted(k for k in items if k not in vectors)
+        mine = missing[self.dist.rank::self.dist.world]
+        desc = f"{task.name} {side} {mode}" + (f" x{samples}" if samples > 1 else "")
+        with tqdm(total=len(mine), desc=desc, unit="item", disable=not mine or self.dist.rank != 0,
+                  leave=False) as bar:
+            for start in range(0, len(mine), self.cfg.chunk_size):
+                keys = mine[start:start + self.cfg.chunk_size]
+                res = self.encoder.encode(
+                    [items[k] for k in keys], mode=mode, batch_size=self.cfg.batch_size, num_samples=samples,
+                    max_new_tokens=self.cfg.max_new_tokens, on_error="skip", show_progress=False,
+                    seed=[key_seed(k, self.cfg.seed) for k in keys] if samples > 1 else None)
+                recs = self._records(task, side, keys, res)
+                cache.append(keys, res.embeddings, recs)
+                vectors.update(zip(keys, res.embeddings, strict=True))
+                records.update((r["key"], r) for r in recs)
+                bar.update(len(keys))
+        if self.dist.world > 1:
+            vectors, records = self.dist.merge(vectors), self.dist.merge(records)
+        return Encoded({k: vectors[k] for k in items}, records, unique=len(items), encoded_now=len(mine))
+
+    def _records(self, task: TaskMeta, side: str, keys: list[str], res: Any) -> list[dict[str, Any]]:
+        errs = {e.index: e.reason for e in res.errors}
+        recs = []
+        for i, k in enumerate(keys):
+            rec: dict[str, Any] = {"key": k}
+            if res.mode == "gen":
+                rec.update(num_tokens=res.num_tokens[i].tolist(), forced=res.forced[i].tolist(),
+                           text=res.texts[i][0])
+            if i in errs:
+                rec["error"] = errs[i]
+                self.errors.append({"task": task.name, "side": side, "key": k, "reason": errs[i]})
+            recs.append(rec)
+        return recs
+
+    # --- scoring -------------------------------------------------------------------------------------
+    @staticmethod
+    def rankings(data: TaskData, qvecs: list[np.ndarray], cvecs: dict[str, np.ndarray]) -> list[list[str]]:
+        """Ranked candidate names per query: its own list (local) or the whole pool (global)."""
+        names = list(data.pool)
+        index = {n: i for i, n in enumerate(names)}
+        cands = np.stack([cvecs[n] for n in names]).astype(np.float64)
+        cands = np.nan_to_num(cands, nan=0.0)  # a failed candidate scores 0 against everything
+        out = []
+        for q, qv in zip(data.queries, qvecs, strict=True):
+            if np.isnan(qv).any():
+                out.append([])  # a failed query ranks nothing: every metric is 0
+                continue
+            subset = q.cand_names if q.cand_names is not None else names
+            sims = cands[[index[n] for n in subset]] @ qv.astype(np.float64)
+            out.append(rank(sims, subset))
+        return out
+
+    def score(self, data: TaskData, qvecs: list[np.ndarray], cvecs: dict[str, np.ndarray]
+              ) -> tuple[dict[str, Any], list[dict[str, float]], list[list[str]]]:
+        preds = self.rankings(data, qvecs, cvecs)
+        per_query = [query_metrics(p, q.labels, q.rel_scores) for p, q in zip(preds, data.queries, strict=True)]
+        return mean_metrics(per_query), per_query, preds
+
+    # --- a task --------------------------------------------------------------------------------------
+    def run_task(self, task: TaskMeta) -> TaskResult | None:
+        try:
+            with self._timed("load"):
+                data = load_task(task, self.cfg.data_root)
+        except LoaderError as e:
+            self.errors.append({"task": task.name, "reason": str(e)})
+            return None
+        self.errors += data.errors
+        if self.cfg.limit is not None:
+            data.queries = data.queries[: self.cfg.limit]
+            if data.task.ranking == "local":
+                used = {n for q in data.queries for n in (q.cand_names or [])}
+                data.pool = {n: it for n, it in data.pool.items() if n in used}
+        if not data.queries:
+            self.errors.append({"task": task.name, "reason": f"task {task.name}: no loadable query"})
+            return None
+        result = TaskResult(task)
+        qkeys = [item_key(q.item) for q in data.queries]
+        qitems = dict(zip(qkeys, (q.item for q in data.queries), strict=True))
+        citems = {item_key(it): it for it in data.pool.values()}
+        ckey = {n: item_key(it) for n, it in data.pool.items()}
+        encoded: dict[tuple[str, str], Encoded] = {}
+        for qmode, tmode in run_labels(self.cfg):
+            for side, mode, items in (("qry", qmode, qitems), ("tgt", tmode, citems)):
+                if (side, mode) not in encoded:
+                    with self._timed("encode"):
+                        encoded[side, mode] = self.encode(task, side, items, mode)
+            q, c = encoded["qry", qmode], encoded["tgt", tmode]
+            with self._timed("score"):
+                metrics, per_query, preds = self.score(data, [q.vectors[k] for k in qkeys],
+                                                       {n: c.vectors[ckey[n]] for n in data.pool})
+            label = f"{qmode}-{tmode}"
+            result.scores[label] = metrics
+            result.per_query[label] = [m[task.metric] for m in per_query]
+            if self.dist.rank == 0:
+                self._write_run(label, data, metrics, preds, q, c, qkeys)
+        if self.cfg.oracle:
+            best = np.maximum(result.per_query["disc-disc"], result.per_query["gen-gen"])
+            result.per_query["oracle"] = best.tolist()
+            result.scores["oracle"] = {task.metric: float(best.mean()), "num_pred": len(best),
+                                       "num_data": len(best)}
+        if self.cfg.samples > 1:
+            with self._timed("encode"):
+                result.passk = self._passk(task, data, qitems, qkeys, encoded["tgt", self.cfg.tgt_mode], ckey)
+        result.stats = {f"{s}-{m}": {"unique_inputs": e.unique, "encoded_now": e.encoded_now}
+                        for (s, m), e in encoded.items()}
+        return result
+
+    def _passk(self, task: TaskMeta, data: TaskData, qitems: dict[str, Item], qkeys: list[str],
+               tgt: Encoded, ckey: dict[str, str]) -> dict[int, float]:
+        k = self.cfg.samples
+        sampled = self.encode(task, "qry", qitems, "gen", samples=k)
+        cvecs = {n: tgt.vectors[ckey[n]] for n in data.pool}
+        first_hit = np.zeros((len(qkeys), k), dtype=bool)
+        for s in range(k):
+            preds = self.rankings(data, [sampled.vectors[key][s] for key in qkeys], cvecs)
+            first_hit[:, s] = [bool(p) and p[0] in set(q.labels) for p, q in zip(preds, data.queries, strict=True)]
+        ks = [2**i for i in range(k.bit_length()) if 2**i <= k]
+        if ks[-1] != k:
+            ks.append(k)
+        return {j: float(first_hit[:, :j].any(axis=1).mean()) for j in ks}
+
+    def _write_run(self, label: str, data: TaskData, metrics: dict[str, Any], preds: list[list[str]],
+                   q: Encoded, c: Encoded, qkeys: list[str]) -> None:
+        task = data.task
+        base = self.out / "runs" / label / task.modality
+        forced = [r for e in (q, c) for r in e.records.values() if any(r.get("forced", []))]
+        meta = {"task": asdict(task), "model": self.cfg.model, "model_fingerprint": self.fingerprint,
+                "recipe": self.encoder.recipe.digest(), "run": label, "main_metric": task.metric,
+                "num_queries": len(data.queries), "num_candidates": len(data.pool),
+                "row_errors": len(data.errors), "forced_gen_emb": len(forced),
+                "graded_ndcg": "aligned" if any(x.rel_scores for x in data.queries) else "binary",
+                "settings": {side: self._settings(mode, 1)
+                             for side, mode in zip(("qry", "tgt"), label.split("-"), strict=True)}}
+        scores = {k: metrics[k] for k in (*METRIC_KEYS, "num_pred", "num_data")}
+        write_json(base / f"{task.name}_score.json", {**scores, "_meta": meta})
+        top = self.cfg.pred_top_k or None
+        rows = [{"query_key": key, "prediction": p[:top], "label": x.labels, "rel_scores": x.rel_scores,
+                 **({"reasoning": q.records.get(key, {}).get("text")} if label.startswith("gen") else {})}
+                for key, p, x in zip(qkeys, preds, data.queries, strict=True)]
+        write_jsonl(base / f"{task.name}_pred.jsonl", rows)
+
+    # --- everything ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        tasks = select_tasks(cfg.tasks, cfg.benchmark, cfg.modality, cfg.meta_task)
+        results: list[TaskResult] = []
+        for task in tqdm(tasks, desc="tasks", unit="task", disable=self.dist.rank != 0):
+            res = self.run_task(task)
+            if res is not None:
+                results.append(res)
+        if self.dist.world > 1:
+            self.errors = self.dist.merge_lists(self.errors)
+        summary: dict[str, Any] = {}
+        if self.dist.rank == 0:
+            write_jsonl(self.out / "errors.jsonl", self.errors)
+            summary = write_reports(self.out, cfg, tasks, results, self.errors, self.timings)
+        self.dist.barrier()
+        return summary
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    return Runner(cfg).run()

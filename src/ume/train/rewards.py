@@ -1,0 +1,58 @@
+"""UME-R1's RL reward: format + (positive ratio in top-G) × (mean similarity gap), per rollout.
+
+Exactly `shared/spec/ume-r1.md` §7.1. For query rollout i of pair g(i), against every gathered target
+rollout j (N pairs × G rollouts, across all ranks):
+
+    rank_i = |Pos(i) ∩ top-G_j(s_ij)| / G          Pos(i) = the G target rollouts of the same pair
+    gap_i  = mean_{j∈Pos(i)} s_ij − mean_{j∉Pos(i)} s_ij
+    R_i    = R_format(o_i) + rank_i · gap_i
+
+and the same for target rollouts against query rollouts. Ties in the top-G follow `torch.topk`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+FORMAT_RE = re.compile(r"<think>.*?</think>.*?\s*<answer>.*?\s*<gen_emb>", re.DOTALL)
+
+
+def format_reward(completions: Sequence[str]) -> torch.Tensor:
+    """1.0 where the completion (decoded with skip_special_tokens=True) matches the format, anchored at
+    its start (our choice; the reference's regex does not say); anything may follow `<gen_emb>`."""
+    return torch.tensor([1.0 if FORMAT_RE.match(c) else 0.0 for c in completions])
+
+
+@dataclass
+class EmbeddingReward:
+    rank: torch.Tensor  # [M] share of the same pair's rollouts in the top-G
+    gap: torch.Tensor  # [M] mean positive minus mean negative similarity
+
+    @property
+    def value(self) -> torch.Tensor:
+        return self.rank * self.gap
+
+
+def embedding_reward(anchors: torch.Tensor, others: torch.Tensor, anchor_pairs: torch.Tensor,
+                     other_pairs: torch.Tensor, group_size: int) -> EmbeddingReward:
+    """Reward of each anchor rollout against all rollouts of the other side.
+
+    anchors [M, d], others [K, d] (L2-normalised); *_pairs give each rollout's pair id. Each anchor must
+    have exactly `group_size` positives and at least one negative.
+    """
+    sims = anchors.float() @ others.float().T
+    pos = anchor_pairs.view(-1, 1) == other_pairs.view(1, -1)
+    n_pos = pos.sum(dim=1)
+    if bool((n_pos != group_size).any()):
+        raise ValueError(f"every rollout needs exactly G={group_size} positives on the other side")
+    if bool((~pos).sum(dim=1).eq(0).any()):
+        raise ValueError("the embedding reward needs at least 2 distinct pairs per reward group (no negatives)")
+    top = sims.topk(group_size, dim=1).indices
+    rank = pos.gather(1, top).float().sum(dim=1) / group_size
+    mean_pos = (sims * pos).sum(dim=1) / n_pos
+    mean_neg = (sims * ~pos).sum(dim=1) / (~pos).sum(dim=1)
+    return EmbeddingReward(rank=rank, gap=mean_pos - mean_neg)

@@ -1,0 +1,122 @@
+"""The evaluation runner: accounting, resume, oracle, pass@k, reports, and 1 vs 2 processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ume.evaluate.runner import EvalConfig, Runner
+
+TASKS = ("ImageNet-1K", "MSCOCO_t2i", "CIRR", "K700", "MSR-VTT", "NExTQA", "QVHighlight",
+         "ViDoRe_esg_reports_human_labeled_v2")
+
+
+def config(root, out, tiny, **kw) -> EvalConfig:
+    base = dict(model=str(tiny), data_root=str(root), output=str(out), tasks=TASKS, batch_size=4,
+                max_new_tokens=6, chunk_size=2)
+    return EvalConfig(**{**base, **kw})
+
+
+def scores(out: Path) -> dict:
+    report = json.loads((out / "report.json").read_text())
+    return {lab: run["tasks"] for lab, run in report["runs"].items()}
+
+
+def test_full_run_writes_reports_and_accounts_encodes(mmeb_root, tiny_dirs, encoder, tmp_path):
+    out = tmp_path / "run"
+    cfg = config(mmeb_root, out, tiny_dirs["qwen2_vl"], qry_mode="gen", tgt_mode="gen", oracle=True, samples=3)
+    summary = Runner(cfg, encoder=encoder).run()
+    assert set(summary["runs"]) == {"gen-gen", "disc-disc", "oracle"}
+    for name, stats in summary["encoding"].items():
+        for side_mode, s in stats.items():
+            assert s["encoded_now"] == s["unique_inputs"], (name, side_mode)  # each unique input once
+    assert summary["encoding"]["ImageNet-1K"]["tgt-disc"]["unique_inputs"] == 2  # tench, goldfish
+    for f in ["report.json", "report.md", "errors.jsonl", "leaderboard_gen-gen.json", "plots/meta_tasks.png",
+              "plots/passk.png", "runs/gen-gen/image/ImageNet-1K_score.json",
+              "runs/disc-disc/visdoc/ViDoRe_esg_reports_human_labeled_v2_pred.jsonl"]:
+        assert (out / f).exists(), f
+    score = json.loads((out / "runs/gen-gen/video/K700_score.json").read_text())
+    assert len([k for k in score if k != "_meta"]) == 26 and score["_meta"]["run"] == "gen-gen"
+    board = json.loads((out / "leaderboard_gen-gen.json").read_text())
+    assert set(board["metrics"]) == {"image", "video", "visdoc"}
+    assert all(len(v) == 26 for mod in board["metrics"].values() for v in mod.values())
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert any("ChartQA" in e.get("reason", "") for e in errors) is False  # ChartQA was not selected
+    assert any(e.get("task") == "K700" for e in errors)  # the row with a missing frame directory
+    md = (out / "report.md").read_text()
+    assert "overall" in md and "(8)" in md and "pass@k" in md
+    # pass@k coverage is monotone in k and reported at 1, 2 and 3
+    for curve in summary["passk"].values():
+        vals = [curve[k] for k in ("1", "2", "3")]
+        assert vals == sorted(vals)
+
+
+def test_oracle_is_per_query_max(mmeb_root, tiny_dirs, encoder, tmp_path):
+    runner = Runner(config(mmeb_root, tmp_path / "o", tiny_dirs["qwen2_vl"], qry_mode="gen", tgt_mode="gen",
+                           oracle=True, tasks=("MSCOCO_t2i", "ViDoRe_esg_reports_human_labeled_v2")),
+                    encoder=encoder)
+    from ume.evaluate.tasks import select_tasks
+
+    for task in select_tasks(runner.cfg.tasks):
+        res = runner.run_task(task)
+        d, g, o = (np.array(res.per_query[k]) for k in ("disc-disc", "gen-gen", "oracle"))
+        assert np.array_equal(o, np.maximum(d, g))
+        assert res.scores["oracle"][task.metric] == pytest.approx(o.mean())
+
+
+def test_resume_after_interruption_gives_identical_scores(mmeb_root, tiny_dirs, encoder, tmp_path):
+    cfg = config(mmeb_root, tmp_path / "clean", tiny_dirs["qwen2_vl"], qry_mode="gen", tgt_mode="disc")
+    clean = Runner(cfg, encoder=encoder).run()
+
+    class Crash(RuntimeError):
+        pass
+
+    calls = {"n": 0}
+    real = encoder.encode
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Crash("killed")
+        return real(*args, **kwargs)
+
+    crashed = config(mmeb_root, tmp_path / "resumed", tiny_dirs["qwen2_vl"], qry_mode="gen", tgt_mode="disc")
+    encoder.encode = flaky
+    try:
+        with pytest.raises(Crash):
+            Runner(crashed, encoder=encoder).run()
+    finally:
+        encoder.encode = real
+    chunks = list((tmp_path / "resumed" / "cache").rglob("chunk-*.npz"))
+    assert chunks  # work done before the crash is on disk
+    resumed = Runner(crashed, encoder=encoder).run()
+    assert scores(tmp_path / "resumed") == scores(tmp_path / "clean")
+    assert resumed["runs"] == clean["runs"]
+    encoded_after = sum(s["encoded_now"] for t in resumed["encoding"].values() for s in t.values())
+    unique = sum(s["unique_inputs"] for t in resumed["encoding"].values() for s in t.values())
+    assert 0 < encoded_after < unique  # only what the crash had not saved
+    again = Runner(crashed, encoder=encoder).run()
+    assert sum(s["encoded_now"] for t in again["encoding"].values() for s in t.values()) == 0
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(mmeb_root, tiny_dirs, tmp_path):
+    args = ["-m", "ume", "eval", "--model", str(tiny_dirs["qwen2_vl"]), "--data-root", str(mmeb_root),
+            "--qry-mode", "gen", "--tgt-mode", "gen", "--max-new-tokens", "6", "--batch-size", "4"]
+    for t in TASKS:
+        args += ["--task", t]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *args, "--output", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29533", *args, "--output", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert scores(tmp_path / "two") == scores(tmp_path / "one")
+    shards = {p.name.split("-")[1] for p in (tmp_path / "two" / "cache").rglob("chunk-*.npz")}
+    assert shards == {"0", "1"}  # both ranks encoded a share
