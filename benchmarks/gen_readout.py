@@ -63,7 +63,7 @@ def items_for(n: int, seed: int) -> list[ume.Item]:
 
 
 def run_ours(enc: ume.Encoder, items: list[ume.Item], lengths: list[int], batch: int) -> dict[str, Any]:
-    hook = ForceGenAt(lengths, enc.backbone.gen_id, sorted(enc._eos_ids())).hook
+    hook = ForceGenAt(lengths, enc.backbone.gen_id, sorted(enc._eos_ids()) + enc.vision_ids()).hook
     with PeakRSS() as mem:
         t = time.perf_counter()
         res = enc.encode(items, mode="gen", batch_size=batch, max_new_tokens=max(lengths) + 1,
@@ -84,7 +84,8 @@ def run_reference(enc: ume.Encoder, items: list[ume.Item], lengths: list[int], b
         for s in range(0, len(items), batch):
             b = make_batch(bb.processor, bb.recipe, loaded[s:s + batch])
             lens = lengths[s:s + batch]
-            proc = ForceGenAt(lens, bb.gen_id, sorted(enc._eos_ids()), prompt_len=b["input_ids"].shape[1])
+            proc = ForceGenAt(lens, bb.gen_id, sorted(enc._eos_ids()) + enc.vision_ids(),
+                              prompt_len=b["input_ids"].shape[1])
             out = reference_gen(enc.model, b, bb.gen_id, max_new_tokens=max(lens) + 2, logits_processor=proc)
             vectors.append(out.vectors.numpy())
             held = max(held, out.hidden_state_bytes)

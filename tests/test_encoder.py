@@ -69,7 +69,7 @@ def test_gen_equals_reference_hidden_states_j_plus_1(encoders, media, family):
     bb = enc.backbone
     items = mixed_items(media)[:3]
     lengths = [5, 17, 9]
-    banned = sorted(enc._eos_ids())
+    banned = sorted(enc._eos_ids()) + enc.vision_ids()  # ume never samples vision placeholders
     hook = ForceGenAt(lengths, bb.gen_id, banned).hook
     ours = enc.encode(items, mode="gen", batch_size=3, max_new_tokens=64, logits_processor=hook)
     assert not ours.forced.any()  # <gen_emb> was chosen by the (steered) model, not appended
@@ -86,7 +86,7 @@ def test_gen_reference_batched_with_padding(encoder, media):
     enc, bb = encoder, encoder.backbone
     items = mixed_items(media)[:4]
     lengths = [3, 11, 7, 20]
-    banned = sorted(enc._eos_ids())
+    banned = sorted(enc._eos_ids()) + enc.vision_ids()
     ours = enc.encode(items, mode="gen", batch_size=2, max_new_tokens=64,
                       logits_processor=ForceGenAt(lengths, bb.gen_id, banned).hook)
     batch = batch_of(enc, items)

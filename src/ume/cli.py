@@ -14,13 +14,15 @@ tiny_app = typer.Typer(no_args_is_help=True, help="Tiny offline Qwen-VL checkpoi
 app.add_typer(tiny_app, name="tiny")
 
 
-def _add_synth() -> None:
+def _add_subapps() -> None:
     from ume.synth.cli import synth_app
+    from ume.train.cli import train_app
 
     app.add_typer(synth_app, name="synth")
+    app.add_typer(train_app, name="train")
 
 
-_add_synth()
+_add_subapps()
 
 
 class ModeOpt(StrEnum):
@@ -129,12 +131,13 @@ def tiny_build(
     ),
     with_ume_tokens: Annotated[bool, typer.Option(help="Include <gen_emb>/<disc_emb> (a released UME-R1).")] = False,
     vocab_room: Annotated[int, typer.Option(help="Spare embedding rows (0 forces a resize on load).")] = 64,
+    corpus: Annotated[Path | None, typer.Option(help="Extra tokenizer text: a .txt file or an SFT .json.")] = None,
 ) -> None:
     """Write a small random checkpoint (real transformers classes, offline BPE tokenizer)."""
-    from ume.tiny import build_tiny
+    from ume.tiny import build_tiny, read_corpus
 
     path = build_tiny(out, family=family.value, seed=seed, size=size.value, with_ume_tokens=with_ume_tokens,
-                      vocab_room=vocab_room)
+                      vocab_room=vocab_room, corpus=read_corpus(corpus) if corpus else ())
     typer.echo(f"wrote {family.value} ({size.value}, seed {seed}) to {path}")
 
 

@@ -13,7 +13,7 @@ prompt, then +1 per generated token), so rows can join and leave the batch freel
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,12 +122,13 @@ class Decoder:
     """Continuous-batching decoder over a stock Qwen-VL model; see the module docstring."""
 
     def __init__(self, model: Any, gen_id: int, eos_ids: set[int], sampling: Sampling,
-                 logits_processor: LogitsHook | None = None) -> None:
+                 logits_processor: LogitsHook | None = None, banned: Sequence[int] = ()) -> None:
         self.model = model
         self.gen_id = gen_id
         self.eos_ids = eos_ids
         self.sampling = sampling
         self.logits_processor = logits_processor
+        self.banned = list(banned)  # ids never sampled (vision placeholders: a completion holds text only)
 
     def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
         s = self.sampling
@@ -189,6 +190,8 @@ class Decoder:
                 cache = mask = pos = hidden = None
                 continue
             logits = self.model.lm_head(hidden)
+            if self.banned:
+                logits[:, self.banned] = float("-inf")
             if self.logits_processor is not None:
                 logits = self.logits_processor([r.key for r in rows], [r.tokens for r in rows], logits)
             chosen = self._choose(logits, rows)

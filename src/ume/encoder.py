@@ -269,7 +269,8 @@ class Encoder:
                 return
             vecs[i, s] = c.vector.numpy()
 
-        decoder = Decoder(self.model, self.backbone.gen_id, self._eos_ids(), sampling, logits_processor)
+        decoder = Decoder(self.model, self.backbone.gen_id, self._eos_ids(), sampling, logits_processor,
+                          banned=self.vision_ids())
         with tqdm(total=n * k, desc="embed gen", unit="seq", disable=not progress) as bar:
             decoder.run(source, max_rows=batch_size * k, repeats=k, on_done=on_done)
         failed = {e.index for e in errors}
@@ -282,6 +283,13 @@ class Encoder:
         return EncodeResult(vecs[:, 0] if k == 1 else vecs, "gen", sorted(errors, key=lambda e: e.index),
                             texts=texts, token_ids=token_ids, num_tokens=num_tokens, forced=forced,
                             settings=settings)
+
+    def vision_ids(self) -> list[int]:
+        """Placeholder tokens a completion must never contain: teacher-forcing one would make the model
+        look for an image that is not there."""
+        cfg = self.model.config
+        names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        return [int(getattr(cfg, n)) for n in names if getattr(cfg, n, None) is not None]
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,18 @@ def _add_family_tokens(tok, family: Family) -> None:
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
 
 
-def build_tokenizer(family: Family, seed: int, vocab: int, with_ume_tokens: bool):
+def read_corpus(path: str | Path) -> list[str]:
+    """Extra tokenizer training text: a text file (one document per line) or an SFT JSON file (all turns)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        records = json.loads(path.read_text(encoding="utf-8"))
+        return [turn["value"] for rec in records for side in ("qry", "pos")
+                for turn in rec.get(side, {}).get("conversations", [])]
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def build_tokenizer(family: Family, seed: int, vocab: int, with_ume_tokens: bool,
+                    corpus: Sequence[str] = ()):
     """A byte-level BPE `Qwen2Tokenizer` with the family's special tokens in the real order."""
     from transformers import Qwen2Tokenizer
 
@@ -128,7 +140,7 @@ def build_tokenizer(family: Family, seed: int, vocab: int, with_ume_tokens: bool
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(tokenizer_corpus(seed), trainer)
+    bpe.train_from_iterator([*tokenizer_corpus(seed), *corpus], trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) for m in model["merges"]]  # tuples: lists raise "failed to extract enum PyMerges"
     tok = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, unk_token=None, bos_token=None,
@@ -196,12 +208,14 @@ def _processor(family: Family, tok):
 
 
 def build_tiny(out: str | Path, family: str = "qwen2_vl", seed: int = 0, size: str | TinySize = "tiny",
-               with_ume_tokens: bool = False, vocab_room: int = 64) -> Path:
+               with_ume_tokens: bool = False, vocab_room: int = 64, corpus: Sequence[str] = ()) -> Path:
     """Write a tiny random checkpoint to `out` and return the path.
 
     By default it mimics a *base* Instruct checkpoint (no `<gen_emb>`/`<disc_emb>` yet, embedding matrix
     padded by `vocab_room` rows like Qwen2-VL's 151,936), so `ume.load` exercises token registration.
     `with_ume_tokens=True` mimics a released UME-R1 checkpoint instead. `vocab_room=0` forces a resize.
+    `corpus` adds domain text to the tokenizer's training data (shorter sequences on that domain), the
+    way a real model's vocabulary was trained on text like what it will read.
     """
     import transformers as tf
 
@@ -211,7 +225,7 @@ def build_tiny(out: str | Path, family: str = "qwen2_vl", seed: int = 0, size: s
     dims = SIZES[size] if isinstance(size, str) else size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(fam, seed, dims.vocab, with_ume_tokens)
+    tok = build_tokenizer(fam, seed, dims.vocab, with_ume_tokens, corpus)
     ids = {t: tok.convert_tokens_to_ids(t) for t in fam.tokens}
     torch.manual_seed(seed)
     config = tiny_config(fam, dims, len(tok) + vocab_room, ids)

@@ -1,0 +1,79 @@
+"""`ume train sft`: every `SFTConfig` field is an option (same name, dashes), help text from the field.
+
+Options given on the command line override `--config cfg.json` (a saved `sft_config.json` works), which
+overrides the defaults. The options are generated from the dataclass, so the CLI cannot miss a knob.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ume.train.config import SFTConfig
+from ume.train.rl_config import RLConfig
+
+train_app = typer.Typer(no_args_is_help=True, help="Training stages: cold-start SFT, then RL.")
+
+
+@train_app.callback()
+def _group() -> None:
+    """Training stages (a group, so that `sft` stays a subcommand even while it is the only one)."""
+
+
+def _option_type(name: str, hint: Any) -> Any:
+    """The field's type made optional: None means "not given", so config-file values survive."""
+    return hint if type(None) in typing.get_args(hint) else hint | None
+
+
+def _config_command(name: str, config_cls: Any, run: Any, doc: str) -> None:
+    """Register `name` with one option per field of `config_cls` (same name, dashes, the field's help)."""
+
+    def command(**options: Any) -> None:
+        config = options.pop("config")
+        base = config_cls.load(config) if config is not None else config_cls()
+        cfg = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
+        typer.echo(f"final model: {run(cfg)}")
+
+    hints = typing.get_type_hints(config_cls)
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=Annotated[Path | None, typer.Option(help=f"{config_cls.__name__} JSON "
+                                                                                   "to start from.")])]
+    for f in dataclasses.fields(config_cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[_option_type(f.name, hints[f.name]),
+                                                             typer.Option(help=f"{f.metadata['help']} (default: "
+                                                                               f"{default})", show_default=False)]))
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = doc
+    train_app.command(name)(command)
+
+
+def _train_sft(cfg: SFTConfig) -> Path:
+    from ume.train.sft import train_sft
+
+    return train_sft(cfg)
+
+
+def _train_rl(cfg: RLConfig) -> Path:
+    from ume.train.rl import train_rl
+
+    return train_rl(cfg)
+
+
+_config_command("sft", SFTConfig, _train_sft, """Cold-start SFT (ume-r1.md §6): InfoNCE on both vectors + next-token CE.
+
+    One process: `ume train sft --model M --data sft.json`. Several (CPU or GPU):
+    `torchrun --nproc_per_node N -m ume.train sft --config cfg.json` (on CPU use torchrun, not
+    `accelerate launch --cpu`, which starts one process).
+    """)
+_config_command("rl", RLConfig, _train_rl, """RL stage (ume-r1.md §7): GRPO with the embedding reward, both sides.
+
+    `ume train rl --model SFT_CHECKPOINT --data rl.json`; several processes:
+    `torchrun --nproc_per_node N -m ume.train rl --config cfg.json`.
+    """)

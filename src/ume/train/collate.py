@@ -1,0 +1,136 @@
+"""Pairs -> model inputs: each side is the recipe's prompt plus its annotated assistant turn.
+
+The same `make_batch` as inference renders the conversation, so training and inference prompts cannot
+drift. Labels cover the assistant turn only (reasoning, answer, <gen_emb>, <|im_end|>, "\\n"): the
+system, user and assistant-header tokens (everything the prompt with add_generation_prompt=True holds)
+are -100. Sequences are left-padded, so the assistant turn is the last `n` tokens of each row, where
+`n` is the token count of the rendered conversation's suffix after the prompt; a row where that suffix
+does not tokenize identically inside the conversation is rejected rather than mislabelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ume.batching import make_batch, prompt_texts
+from ume.inputs import InputError, InputLimits, LoadedItem, load_image, load_video
+from ume.recipe import Recipe
+from ume.train.data import BadRow, DataError, Pair, Side
+
+IGNORE = -100
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class MicroBatch:
+    """One process's share of a global micro-batch, split into GradCache chunks (one chunk without)."""
+
+    qry: list[Batch]
+    pos: list[Batch]
+    rows: list[tuple[str, int]]  # (file, row) of the kept pairs, in order
+    skipped: list[BadRow] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(int(c["attention_mask"].sum()) for c in self.qry + self.pos))
+
+
+class Collator:
+    """Loads media, renders both sides and builds labels; bad rows raise or are skipped (`skip_bad_rows`)."""
+
+    def __init__(self, processor: Any, recipe: Recipe, max_length: int, chunk: int | None = None,
+                 skip_bad_rows: bool = False) -> None:
+        self.processor, self.recipe = processor, recipe
+        self.max_length, self.chunk, self.skip = max_length, chunk, skip_bad_rows
+        self.limits = InputLimits(num_frames=recipe.num_frames)
+
+    def __call__(self, pairs: Sequence[Pair]) -> MicroBatch:
+        bad: list[BadRow] = []
+        loaded: list[tuple[Pair, LoadedItem, LoadedItem]] = []
+        for p in pairs:
+            try:
+                loaded.append((p, self._load(p.qry, "qry"), self._load(p.pos, "pos")))
+            except DataError as e:
+                field_name, _, reason = str(e).partition(": ")
+                self._reject(bad, p, field_name, reason)
+        size = self.chunk or max(len(loaded), 1)
+        out = MicroBatch([], [], [], bad)
+        for start in range(0, len(loaded), size):
+            built = self._build(loaded[start:start + size], bad)
+            if built is not None:
+                out.qry.append(built[0])
+                out.pos.append(built[1])
+                out.rows += built[2]
+        if not out.rows:
+            raise DataError(f"all {len(pairs)} pairs of a micro-batch are bad rows: "
+                            + "; ".join(b.message() for b in bad))
+        return out
+
+    # --- internals --------------------------------------------------------------------------------
+    def _reject(self, bad: list[BadRow], pair: Pair, field_name: str, reason: str) -> None:
+        row = BadRow(pair.file, pair.row, field_name, reason, stage="load")
+        if not self.skip:
+            raise DataError(row.message())
+        bad.append(row)
+
+    def _load(self, side: Side, name: str) -> LoadedItem:
+        try:
+            images = [load_image(p, self.limits) for p in side.images]
+        except InputError as e:
+            raise DataError(f"{name}.image: {e}") from None
+        try:
+            video = None if side.video is None else load_video(side.video, self.limits)
+        except InputError as e:
+            raise DataError(f"{name}.video: {e}") from None
+        return LoadedItem(text=side.text, images=images, video=video)
+
+    def _build(self, group: list[tuple[Pair, LoadedItem, LoadedItem]],
+               bad: list[BadRow]) -> tuple[Batch, Batch, list[tuple[str, int]]] | None:
+        """Both sides of a chunk; rows the processor or the label check rejects are dropped, the rest rebuilt."""
+        if not group:
+            return None
+        try:
+            qry, q_bad = self.side([g[1] for g in group], [g[0].qry.response for g in group])
+            pos, p_bad = self.side([g[2] for g in group], [g[0].pos.response for g in group])
+        except Exception as e:  # the processor's own error; find the row(s) it belongs to
+            if len(group) == 1:
+                self._reject(bad, group[0][0], "processor", f"{type(e).__name__}: {e}")
+                return None
+            kept = [g for g in group if self._build([g], bad) is not None]
+            if len(kept) == len(group):  # no single row is to blame (e.g. out of memory)
+                raise
+            return self._build(kept, bad)
+        problems = {**{b: f"pos.{r}" for b, r in p_bad.items()}, **{b: f"qry.{r}" for b, r in q_bad.items()}}
+        if not problems:
+            return qry, pos, [(g[0].file, g[0].row) for g in group]
+        for b, msg in problems.items():
+            field_name, _, reason = msg.partition(": ")
+            self._reject(bad, group[b][0], field_name, reason)
+        return self._build([g for b, g in enumerate(group) if b not in problems], bad)
+
+    def side(self, items: Sequence[LoadedItem], responses: Sequence[str]) -> tuple[Batch, dict[int, str]]:
+        """Processor batch + labels for one side; also {row: "field: reason"} for rows that cannot be labelled."""
+        batch = make_batch(self.processor, self.recipe, items, responses)
+        prompts = prompt_texts(self.processor, self.recipe, items)
+        fulls = prompt_texts(self.processor, self.recipe, items, responses)
+        suffixes = [f[len(p):] for p, f in zip(prompts, fulls, strict=True)]
+        suffix_ids = self.processor.tokenizer(suffixes, add_special_tokens=False)["input_ids"]
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        length = ids.shape[1]
+        labels = torch.full_like(ids, IGNORE)
+        problems: dict[int, str] = {}
+        for b, (prompt, full, tail) in enumerate(zip(prompts, fulls, suffix_ids, strict=True)):
+            n = len(tail)
+            if not full.startswith(prompt) or ids[b, length - n:].tolist() != tail:
+                problems[b] = ("conversations[1].value: the response tokenizes differently inside the "
+                               "conversation (leading whitespace?); cannot place the labels")
+            elif int(mask[b].sum()) > self.max_length:
+                problems[b] = f"length: {int(mask[b].sum())} tokens exceed max_length={self.max_length}"
+            else:
+                labels[b, length - n:] = ids[b, length - n:]
+        batch["labels"] = labels
+        return batch, problems

@@ -1,0 +1,79 @@
+"""The trained module: one teacher-forced forward over one side -> gen vector, disc vector, CE sum.
+
+It wraps the stock transformers model so that DDP / DeepSpeed see a single `forward` (calling the inner
+`model.model` directly would bypass DDP's gradient synchronisation). The vectors come from the shared
+readout (`ume.readout`); the LM head is applied only at supervised positions, never over the whole
+sequence, which saves the [B, L, vocab] logits tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ume.readout import last_hidden, last_positions, read_vectors
+from ume.train.collate import IGNORE
+from ume.train.config import SFTConfig
+
+MERGER_PREFIXES = ("merger", "deepstack_merger_list")  # Qwen2/2.5-VL merger; Qwen3-VL also deepstack mergers
+LORA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",  # LLM, 2.5-VL vision
+                "qkv", "proj", "fc1", "fc2", "linear_fc1", "linear_fc2")  # vision blocks
+
+
+class SFTModel(nn.Module):
+    """`forward(batch)` -> (gen [B, d], disc [B, d], CE sum over supervised tokens); vectors L2-normalised.
+
+    The assistant span is the last `n` tokens of each (left-padded) row, n = supervised label count:
+    <disc_emb> is read in the prompt before it, <gen_emb> inside it (the prompt itself holds a <gen_emb>).
+    """
+
+    def __init__(self, model: Any, gen_id: int, disc_id: int, with_ce: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.gen_id, self.disc_id, self.with_ce = gen_id, disc_id, with_ce
+
+    def forward(self, batch: dict[str, torch.Tensor],
+                ce: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`ce=False` skips the LM head (GradCache's no-grad pass needs the vectors only)."""
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        hidden = last_hidden(self.model, **inputs, use_cache=False).last_hidden_state
+        ids = inputs["input_ids"]
+        start = labels.shape[1] - (labels != IGNORE).sum(dim=1)
+        disc = read_vectors(hidden, last_positions(ids, self.disc_id, 0, start))
+        gen = read_vectors(hidden, last_positions(ids, self.gen_id, start))
+        if not (ce and self.with_ce):
+            return gen, disc, hidden.new_zeros((), dtype=torch.float32)
+        target = labels[:, 1:]
+        keep = target != IGNORE
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        return gen, disc, F.cross_entropy(logits, target[keep], reduction="sum")
+
+
+def set_trainable(model: Any, train_vision: bool, train_merger: bool, train_llm: bool) -> None:
+    """Paper default: vision tower frozen, merger (vision -> LLM projector) and LLM (incl. head) trained."""
+    model.requires_grad_(False)
+    for name, p in model.model.visual.named_parameters():
+        p.requires_grad_(train_merger if name.startswith(MERGER_PREFIXES) else train_vision)
+    if train_llm:
+        model.model.language_model.requires_grad_(True)
+        model.get_output_embeddings().requires_grad_(True)
+
+
+def add_lora(model: Any, cfg: SFTConfig) -> Any:
+    """Wrap with peft LoRA on the linear layers of the trained towers; the merger is trained in full
+    (`modules_to_save`). Returns the PeftModel; `model` itself gets the adapters injected in place."""
+    from peft import LoraConfig, get_peft_model
+
+    towers = [t for t, on in (("language_model", cfg.train_llm), ("visual\\.blocks", cfg.train_vision)) if on]
+    target = rf"model\.({'|'.join(towers)})\..*\.({'|'.join(LORA_LINEARS)})"
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
+                      modules_to_save=["merger"] if cfg.train_merger else None, bias="none")
+    return get_peft_model(model, lora)
+
+
+def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]

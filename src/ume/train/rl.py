@@ -1,0 +1,321 @@
+"""RL stage (`ume train rl`): GRPO on generative embeddings, both sides rolled out (ume-r1.md §7).
+
+One optimiser micro-step:
+1. rollouts: G completions of each pair's query prompt and G of its target prompt (the rollout backend,
+   seeded per pair, side and step);
+2. one teacher-forced forward per side over prompt + completion gives the policy log-probs AND, through
+   the shared readout, the `<gen_emb>` vectors (detached) that the reward uses — no extra forward;
+3. vectors are gathered across processes; each rollout's reward = format + rank x gap against all
+   rollouts of the other side; advantages are normalised within each group of G;
+4. clipped surrogate + beta * k3 KL per side, L = (L_qry + L_tgt) / 2.
+
+Completions that never emit `<gen_emb>` (within max_completion_length, or ending the turn first) get
+`<gen_emb>` appended by the decoder: their format reward is 0 (the regex sees the model's own text), their
+vector is read at the appended token so they still take part in the ranking, and the appended token is
+excluded from the policy loss (the policy did not sample it). They are counted as `forced` in the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ume.backbone import Backbone, load_backbone
+from ume.batching import make_batch
+from ume.decode import row_seed
+from ume.encoder import Encoder
+from ume.inputs import InputLimits, load_item
+from ume.readout import last_hidden, last_positions, read_vectors
+from ume.recipe import Recipe
+from ume.train.grpo_loss import group_advantages, policy_loss
+from ume.train.model import set_trainable, trainable_parameters
+from ume.train.rewards import embedding_reward, format_reward
+from ume.train.rl_config import RLConfig
+from ume.train.rl_data import RLPair, global_batch, load_rl_pairs
+from ume.train.rollouts import Completion, DecoderRollouts, RolloutBackend
+from ume.train.sft import EvalFn, find_checkpoint, make_accelerator
+
+LOG, STATE_DIR, TRAINER_STATE, BAD_ROWS = "train_log.jsonl", "training_state", "trainer_state.json", "bad_rows.jsonl"
+
+
+class PolicyForward(nn.Module):
+    """prompt + completion -> per-token log-probs of the completion [M, T] and `<gen_emb>` vectors [M, d]."""
+
+    def __init__(self, model: Any, gen_id: int) -> None:
+        super().__init__()
+        self.model, self.gen_id = model, gen_id
+
+    def forward(self, batch: dict[str, torch.Tensor], prompt_len: int,
+                completion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = last_hidden(self.model, **batch, use_cache=False).last_hidden_state
+        vectors = read_vectors(hidden, last_positions(batch["input_ids"], self.gen_id, prompt_len))
+        steps = hidden[:, prompt_len - 1:-1]  # the state before each completion token predicts it
+        logits = self.model.get_output_embeddings()(steps).float()
+        logp = torch.gather(F.log_softmax(logits, dim=-1), 2, completion.unsqueeze(-1)).squeeze(-1)
+        return logp, vectors
+
+
+def sequence_batch(backbone: Backbone, items: list[Any], completions: list[Completion], pad_id: int
+                   ) -> tuple[dict[str, torch.Tensor], int, torch.Tensor, torch.Tensor]:
+    """Left-padded prompts followed by right-padded completions, exactly the generated ids (re-tokenising
+    decoded text would not reproduce them). Returns the batch, the prompt length, the completion ids
+    [M, T] and the loss mask [M, T] (appended <gen_emb> of forced rollouts excluded)."""
+    batch = make_batch(backbone.processor, backbone.recipe, items)
+    width = max(len(c.token_ids) for c in completions)
+    ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(completions), width), dtype=torch.long)
+    for i, c in enumerate(completions):
+        ids[i, :len(c.token_ids)] = torch.tensor(c.token_ids)
+        mask[i, :len(c.token_ids)] = 1
+    loss_mask = mask.clone()
+    for i, c in enumerate(completions):
+        if c.forced:
+            loss_mask[i, len(c.token_ids) - 1] = 0
+    prompt_len = batch["input_ids"].shape[1]
+    batch["input_ids"] = torch.cat([batch["input_ids"], ids], dim=1)
+    batch["attention_mask"] = torch.cat([batch["attention_mask"], mask], dim=1)
+    if "mm_token_type_ids" in batch:
+        batch["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
+    return batch, prompt_len, ids, loss_mask
+
+
+class RLTrainer:
+    """GRPO with the UME-R1 embedding reward on accelerate (one CPU process, torchrun/DDP, DeepSpeed)."""
+
+    def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None,
+                 rollouts: RolloutBackend | None = None) -> None:
+        self.cfg, self.eval_fn = cfg, eval_fn
+        self.out = Path(cfg.output)
+        recipe = Recipe.load(cfg.model) if Path(cfg.model).is_dir() else Recipe()
+        self.acc = acc = make_accelerator(cfg, find_unused=True)
+        cfg.validate(acc.num_processes)
+        self.pairs, bad = load_rl_pairs(cfg.data, cfg.media_root, recipe, cfg.check_files, cfg.skip_bad_rows)
+        self.ckpt = find_checkpoint(self.out, cfg.resume)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "rl_config.json")
+            (self.out / BAD_ROWS).write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
+        acc.wait_for_everyone()
+        set_seed(cfg.seed)
+        self.backbone = load_backbone(cfg.model, device=acc.device, dtype=torch.float32, recipe=recipe)
+        hf = self.backbone.model
+        self.ref = None
+        if cfg.beta > 0:
+            self.ref = PolicyForward(deepcopy(hf).eval().requires_grad_(False), self.backbone.gen_id)
+        set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
+        if cfg.gradient_checkpointing:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        params = trainable_parameters(hf)
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=cfg.max_steps)
+        self.model, self.optimizer, self.scheduler = acc.prepare(PolicyForward(hf, self.backbone.gen_id),
+                                                                 optimizer, scheduler)
+        self.rollouts = rollouts or DecoderRollouts(Encoder(self.backbone), cfg.rollout_batch_size)
+        self.limits = InputLimits(num_frames=recipe.num_frames)
+        self.step = 0
+        if self.ckpt is not None:
+            self._load(self.ckpt)
+
+    # --- one generated batch -------------------------------------------------------------------------
+    def _rollout(self, pairs: list[RLPair], indices: list[int], micro: int) -> dict[str, Any]:
+        cfg, G = self.cfg, self.cfg.num_generations
+        hf = self.backbone.model
+        hf.eval()  # rollouts use the KV cache; training-mode checkpointing would disable it
+        try:
+            sides = {}
+            for s, side in enumerate(("qry", "pos")):
+                items = [getattr(p, side) for p in pairs]
+                seeds = [row_seed(cfg.seed, micro, i, s) for i in indices]
+                sides[side] = self.rollouts.generate(items, G, seeds, cfg.temperature, cfg.top_p,
+                                                     cfg.max_completion_length)
+        finally:
+            hf.train()
+        return sides
+
+    def _side_batch(self, pairs: list[RLPair], comps: list[list[Completion]], side: str) -> dict[str, Any]:
+        G = self.cfg.num_generations
+        loaded = [load_item(getattr(p, side), i, self.limits) for i, p in enumerate(pairs)]
+        flat = [c for group in comps for c in group]
+        batch, prompt_len, ids, mask = sequence_batch(self.backbone, [it for it in loaded for _ in range(G)], flat,
+                                                      self.backbone.pad_id)
+        dev = self.acc.device
+        tok = self.backbone.tokenizer
+        texts = [tok.decode(c.token_ids[:-1] if c.forced else c.token_ids, skip_special_tokens=True) for c in flat]
+        return {"batch": {k: v.to(dev) for k, v in batch.items()}, "prompt_len": prompt_len, "ids": ids.to(dev),
+                "mask": mask.to(dev), "texts": texts, "forced": sum(c.forced for c in flat),
+                "lengths": [len(c.token_ids) for c in flat]}
+
+    def _rewards(self, vec: dict[str, torch.Tensor], fmt: dict[str, torch.Tensor], pair_ids: torch.Tensor
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Rewards of this rank's rollouts against every rank's rollouts of the other side."""
+        G = self.cfg.num_generations
+        gathered = {s: self.acc.gather(v.detach().contiguous()) for s, v in vec.items()}
+        all_ids = self.acc.gather(pair_ids.contiguous())
+        rewards, logs = {}, {}
+        for side, other in (("qry", "pos"), ("pos", "qry")):
+            emb = embedding_reward(vec[side].detach(), gathered[other], pair_ids, all_ids, G)
+            rewards[side] = fmt[side].to(emb.rank.device) + emb.value
+            name = "qry" if side == "qry" else "tgt"
+            logs.update({f"{name}_format": float(fmt[side].mean()), f"{name}_rank": float(emb.rank.mean()),
+                         f"{name}_gap": float(emb.gap.mean()), f"{name}_emb_reward": float(emb.value.mean()),
+                         f"{name}_reward": float(rewards[side].mean())})
+        return rewards, logs
+
+    def train(self) -> Path:
+        cfg, acc = self.cfg, self.acc
+        G, world, rank = cfg.num_generations, acc.num_processes, acc.process_index
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="rl", unit="step",
+                   disable=not (cfg.progress and acc.is_main_process))
+        while self.step < cfg.max_steps:
+            gen_step = self.step // cfg.num_iterations
+            times = {"rollout": 0.0, "forward": 0.0, "backward": 0.0}
+            stored = []
+            for a in range(cfg.grad_accum):  # generate once per num_iterations optimiser steps
+                micro = gen_step * cfg.grad_accum + a
+                idx = global_batch(len(self.pairs), cfg.seed, micro, cfg.per_device_batch * world)
+                local = idx[rank * cfg.per_device_batch:(rank + 1) * cfg.per_device_batch]
+                pairs = [self.pairs[i] for i in local]
+                t = time.perf_counter()
+                comps = self._rollout(pairs, local, micro)
+                times["rollout"] += time.perf_counter() - t
+                sides = {s: self._side_batch(pairs, comps[s], s) for s in ("qry", "pos")}
+                pair_ids = torch.tensor([i for i in local for _ in range(G)], device=acc.device)
+                stored.append((sides, pair_ids))
+            logs: dict[str, float] = {}
+            for it in range(cfg.num_iterations):
+                if it > 0 and self.step >= cfg.max_steps:
+                    break
+                for sides, pair_ids in stored:
+                    with acc.accumulate(self.model):
+                        got = self._micro(sides, pair_ids, first=(it == 0), times=times)
+                    for k, v in got.items():
+                        logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
+                norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                line = {"step": self.step, "iteration": it, "lr": self.scheduler.get_last_lr()[0],
+                        **self._mean_over_ranks(logs),
+                        "grad_norm": None if norm is None else float(norm),
+                        **{f"time_{k}": v for k, v in times.items()}}
+                self._log(line)
+                bar.update(1)
+                bar.set_postfix({k: f"{line[k]:.3g}" for k in ("qry_reward", "tgt_reward", "qry_format") if k in line})
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+                    self._evaluate()
+                if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+                    self.save_checkpoint()
+        bar.close()
+        self.export(self.out)
+        acc.end_training()
+        return self.out
+
+    def _micro(self, sides: dict[str, dict[str, Any]], pair_ids: torch.Tensor, first: bool,
+               times: dict[str, float]) -> dict[str, float]:
+        cfg = self.cfg
+        t = time.perf_counter()
+        out = {s: self.model(d["batch"], d["prompt_len"], d["ids"]) for s, d in sides.items()}
+        times["forward"] += time.perf_counter() - t
+        logs: dict[str, float] = {}
+        if first:  # rewards from the vectors of this same forward; old log-probs kept for mu > 1
+            fmt = {s: format_reward(d["texts"]) for s, d in sides.items()}
+            rewards, logs = self._rewards({s: o[1] for s, o in out.items()}, fmt, pair_ids)
+            for s, d in sides.items():
+                d["advantages"] = group_advantages(rewards[s], cfg.num_generations).detach()
+                d["old_logp"] = out[s][0].detach()
+                if self.ref is not None:
+                    with torch.no_grad():
+                        d["ref_logp"] = self.ref(d["batch"], d["prompt_len"], d["ids"])[0]
+        losses = []
+        for s, d in sides.items():
+            pl = policy_loss(out[s][0], d["old_logp"], d["advantages"], d["mask"], cfg.epsilon, cfg.epsilon_high,
+                             cfg.beta, d.get("ref_logp"), cfg.loss_normaliser, cfg.max_completion_length)
+            losses.append(pl.loss)
+            name = "qry" if s == "qry" else "tgt"
+            logs.update({f"{name}_kl": pl.kl.item(), f"{name}_clip_fraction": pl.clip_fraction.item(),
+                         f"{name}_completion_length": sum(d["lengths"]) / len(d["lengths"]),
+                         f"{name}_forced": float(d["forced"])})
+        loss = (losses[0] + losses[1]) / 2
+        t = time.perf_counter()
+        self.acc.backward(loss)
+        times["backward"] += time.perf_counter() - t
+        logs["loss"] = loss.item()
+        return logs
+
+    # --- logs and checkpoints ------------------------------------------------------------------------
+    def _mean_over_ranks(self, logs: dict[str, float]) -> dict[str, float]:
+        """Every rank holds as many rollouts, so the mean of rank means is the global mean."""
+        if self.acc.num_processes == 1:
+            return logs
+        keys = sorted(logs)
+        t = torch.tensor([logs[k] for k in keys], device=self.acc.device, dtype=torch.float64)
+        return dict(zip(keys, self.acc.reduce(t, reduction="mean").tolist(), strict=True))
+
+    def _log(self, line: dict[str, Any]) -> None:
+        if self.acc.is_main_process:
+            with (self.out / LOG).open("a") as f:
+                f.write(json.dumps(line, default=str) + "\n")
+
+    def _evaluate(self) -> None:
+        assert self.eval_fn is not None
+        self.backbone.model.eval()
+        try:
+            with torch.no_grad():
+                result = self.eval_fn(self.backbone, self.step)
+        finally:
+            self.backbone.model.train()
+        self._log({"step": self.step, "eval": result})
+
+    def export(self, directory: Path) -> None:
+        state = self.acc.get_state_dict(self.model)
+        if self.acc.is_main_process:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.backbone.model.save_pretrained(directory, state_dict={k.removeprefix("model."): v
+                                                                       for k, v in state.items()})
+            self.backbone.processor.save_pretrained(directory)
+            self.backbone.recipe.save(directory)
+        self.acc.wait_for_everyone()
+
+    def save_checkpoint(self) -> Path:
+        acc = self.acc
+        final, tmp = self.out / f"checkpoint-{self.step}", self.out / f"checkpoint-{self.step}.tmp"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        self.export(tmp)
+        acc.save_state(str(tmp / STATE_DIR))
+        if acc.is_main_process:
+            (tmp / TRAINER_STATE).write_text(json.dumps({"step": self.step, "seed": self.cfg.seed,
+                                                         "world": acc.num_processes}) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        acc.wait_for_everyone()
+        return final
+
+    def _load(self, ckpt: Path) -> None:
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
+        if state.get("world") != self.acc.num_processes or state.get("seed") != self.cfg.seed:
+            raise ValueError(f"cannot resume {ckpt} exactly: it ran with {state}, now world "
+                             f"{self.acc.num_processes} and seed {self.cfg.seed}")
+        self.acc.load_state(str(ckpt / STATE_DIR))
+        self.step = int(state["step"])
+        if self.step % self.cfg.num_iterations:
+            raise ValueError("resume: checkpoints must fall on a generation boundary (step % num_iterations == 0)")
+
+
+def train_rl(cfg: RLConfig, eval_fn: EvalFn | None = None) -> Path:
+    """Run the RL stage as configured; returns the output directory (final model at its top level)."""
+    return RLTrainer(cfg, eval_fn).train()

@@ -1,0 +1,102 @@
+"""`RLConfig`: every knob of the RL stage (GRPO with the embedding reward), paper values as defaults.
+
+Defaults follow `shared/spec/ume-r1.md` §7.3 (TRL `GRPOConfig` names where they exist); "our choice"
+marks where the source is silent. The engine knobs (device, bf16, deepspeed, grad_accum,
+max_grad_norm, per_device_batch) share their names and meaning with `SFTConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _knob(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RLConfig:
+    """RL stage of UME-R1 (`ume train rl`), started from an SFT checkpoint."""
+
+    model: str = _knob("", "SFT checkpoint (local dir or hub id); also the frozen KL reference when beta > 0.")
+    data: list[str] = field(default_factory=list, metadata={"help": "RL pair files (reference RL JSON format)."})
+    media_root: str | None = _knob(None, "Root of the media paths (default: each file's directory; a MiniMMEB "
+                                   "build needs its ROOT).")
+    output: str = _knob("runs/rl", "Run directory: rl_config.json, train_log.jsonl, checkpoint-N/, final model.")
+
+    max_steps: int = _knob(344, "Optimiser steps (paper: 1 epoch of ~11K pairs x 8 / 256 = ~344).")
+    per_device_batch: int = _knob(2, "Pairs per process per micro-step; each pair is rolled out G times per side.")
+    grad_accum: int = _knob(1, "Micro-steps per optimiser step (rollouts of each micro-step form one reward group "
+                            "across all processes).")
+    learning_rate: float = _knob(1e-6, "AdamW learning rate (paper: 1e-6).")
+    lr_scheduler: str = _knob("constant", "transformers scheduler name (the reference uses TRL's default).")
+    weight_decay: float = _knob(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _knob(1.0, "Gradient clipping norm, 0 = off.")
+    seed: int = _knob(42, "Seed of the pair order and of every rollout (data_seed 42 in the paper).")
+
+    num_generations: int = _knob(8, "G: completions per prompt, for the query and for the target side (paper: 8).")
+    temperature: float = _knob(1.0, "Rollout temperature (paper: 1.0).")
+    top_p: float = _knob(1.0, "Rollout nucleus sampling.")
+    max_completion_length: int = _knob(2048, "Rollout budget in tokens, and the constant loss normaliser "
+                                       "(paper: 2048).")
+    beta: float = _knob(0.04, "k3 KL weight to the frozen reference (paper: 0.04); 0 loads no reference model.")
+    epsilon: float = _knob(0.2, "Lower clip epsilon (paper: 0.2).")
+    epsilon_high: float = _knob(0.28, "Upper clip epsilon (paper: 0.28, DAPO clip-higher).")
+    num_iterations: int = _knob(1, "mu: optimiser steps per generated batch (paper: 1, which makes the clip inert: "
+                                "pi_old = pi, ratio 1). With mu > 1 the old log-probs are kept and the clip acts.")
+    loss_normaliser: str = _knob("constant", "constant (reference: sum / max_completion_length), token (DAPO) or "
+                                 "sequence (GRPO).")
+    rollout_batch_size: int = _knob(8, "Sequences decoded at once by the rollout backend.")
+
+    train_vision: bool = _knob(True, "Train the vision tower (paper RL: trainable, unlike SFT).")
+    train_merger: bool = _knob(True, "Train the merger.")
+    train_llm: bool = _knob(True, "Train the language model.")
+    gradient_checkpointing: bool = _knob(False, "Recompute activations in backward.")
+    bf16: str = _knob("auto", "bf16 autocast: auto (CUDA only), true or false.")
+    device: str | None = _knob(None, "cpu to force the CPU; default: CUDA when present.")
+    deepspeed: str | None = _knob(None, "DeepSpeed JSON (configs/ds_zero2.json, configs/ds_zero3.json).")
+
+    skip_bad_rows: bool = _knob(False, "Skip invalid rows (listed in bad_rows.jsonl) instead of stopping.")
+    check_files: bool = _knob(True, "Check before training that every media path exists.")
+    save_every: int = _knob(50, "Checkpoint every N steps (paper: 50); 0 = only at the end.")
+    eval_every: int = _knob(0, "Call the eval callback every N steps; 0 = never.")
+    resume: str | None = _knob(None, "Checkpoint to resume from exactly, or 'latest'.")
+    progress: bool = _knob(True, "Progress bar on the main process.")
+
+    def validate(self, world: int = 1) -> None:
+        if not self.model:
+            raise ValueError("model: give the SFT checkpoint to start from")
+        if not self.data:
+            raise ValueError("data: give at least one RL pair file")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (group-normalised advantages need a group)")
+        if self.per_device_batch * world < 2:
+            raise ValueError("the reward needs >= 2 distinct pairs per reward group: raise per_device_batch "
+                             "or the number of processes")
+        if self.loss_normaliser not in ("constant", "token", "sequence"):
+            raise ValueError(f"loss_normaliser {self.loss_normaliser!r}: choose constant, token or sequence")
+        if self.num_iterations < 1:
+            raise ValueError("num_iterations must be >= 1")
+        if self.save_every % self.num_iterations:
+            raise ValueError("save_every must be a multiple of num_iterations (resume restarts at a generation)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RLConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RL config field(s): {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RLConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

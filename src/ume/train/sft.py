@@ -1,0 +1,323 @@
+"""Cold-start SFT (`ume train sft`): the trainer loop on accelerate.
+
+accelerate gives one code path for one CPU process, torchrun + DDP (gloo on CPU, nccl on GPU) and
+DeepSpeed ZeRO-2/3, plus bf16 autocast, `no_sync` for accumulation, gradient clipping and exact
+save/load of model, optimizer, scheduler and RNG states. Launch on CPU with torchrun
+(`accelerate launch --cpu` silently starts ONE process):
+
+    torchrun --nproc_per_node 2 -m ume.train sft --config cfg.json
+
+Layout of `output`: sft_config.json, train_log.jsonl (one line per optimiser step), bad_rows.jsonl,
+checkpoint-N/ (HF weights + processor + ume_recipe.json, adapter/ with LoRA, training_state/ for exact
+resume, trainer_state.json) and, at the end, the final model in the HF layout at the top level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ume.backbone import Backbone, load_backbone
+from ume.recipe import Recipe
+from ume.train.collate import Collator, MicroBatch
+from ume.train.config import SFTConfig
+from ume.train.data import BadRow, Mixture, load_mixture
+from ume.train.losses import SFTLoss
+from ume.train.model import SFTModel, add_lora, set_trainable, trainable_parameters
+from ume.train.step import full_batch_step, grad_cache_step
+
+EvalFn = Callable[[Backbone, int], dict[str, Any]]
+"""Periodic evaluation: called on every rank with the live model (eval mode, no grad) and the step."""
+
+STATE_DIR, TRAINER_STATE = "training_state", "trainer_state.json"
+LOG, BAD_ROWS = "train_log.jsonl", "bad_rows.jsonl"
+
+
+class PlanDataset(Dataset):
+    """Micro-batches `start`, `start+1`, … of the mixture, this rank's slice of each, collated.
+
+    Indexable, so DataLoader workers prepare batches ahead; resuming is starting at another `start`.
+    """
+
+    def __init__(self, mixture: Mixture, collator: Collator, rank: int, per_device: int, start: int,
+                 count: int) -> None:
+        self.mixture, self.collator = mixture, collator
+        self.rank, self.per_device, self.start, self.count = rank, per_device, start, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> MicroBatch:
+        rows = self.mixture.batch(self.start + i)
+        return self.collator(rows[self.rank * self.per_device:(self.rank + 1) * self.per_device])
+
+
+def _unbatched(x: MicroBatch) -> MicroBatch:
+    return x
+
+
+def deepspeed_config(cfg: SFTConfig) -> dict[str, Any]:
+    """The DeepSpeed JSON with the batch, accumulation and clipping "auto" fields taken from `cfg`."""
+    assert cfg.deepspeed is not None
+    ds = json.loads(Path(cfg.deepspeed).read_text())
+    for key, value in (("train_micro_batch_size_per_gpu", cfg.per_device_batch),
+                       ("gradient_accumulation_steps", cfg.grad_accum), ("gradient_clipping", cfg.max_grad_norm)):
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+    return ds
+
+
+def make_accelerator(cfg: SFTConfig, find_unused: bool) -> Accelerator:
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    bf16 = (not cpu) if cfg.bf16 == "auto" else cfg.bf16 == "true"
+    plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg)) if cfg.deepspeed else None
+    # step_scheduler_with_optimizer=False: otherwise accelerate steps the scheduler once per process.
+    # broadcast_buffers=False: the model's buffers are constants (rotary tables), and without a collective
+    # in every forward, ranks may run different numbers of GradCache chunks (after dropping bad rows).
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused, broadcast_buffers=False)
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
+                       step_scheduler_with_optimizer=False, deepspeed_plugin=plugin, kwargs_handlers=[ddp])
+
+
+def find_checkpoint(output: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from: a directory, or "latest" (None when output has none yet)."""
+    if resume is None:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / TRAINER_STATE).is_file():
+            raise FileNotFoundError(f"resume: {path} is not a checkpoint (no {TRAINER_STATE})")
+        return path
+    done = [p for p in output.glob("checkpoint-*") if (p / TRAINER_STATE).is_file() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
+    """What must not change across a resume for the data order and the optimisation to be exact."""
+    return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
+            "data": cfg.data, "data_weights": cfg.data_weights, "homogeneous_batches": cfg.homogeneous_batches,
+            "max_steps": cfg.max_steps, "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio}
+
+
+class SFTTrainer:
+    """Holds the accelerated model, optimiser, scheduler and data of one run; `train()` runs it."""
+
+    def __init__(self, cfg: SFTConfig, eval_fn: EvalFn | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.eval_fn = cfg, eval_fn
+        self.out = Path(cfg.output)
+        with_ce = bool(cfg.w_ce_qry or cfg.w_ce_pos)
+        recipe = Recipe.load(cfg.model) if Path(cfg.model).is_dir() else Recipe()
+        self.acc = make_accelerator(cfg, find_unused=not with_ce or recipe.blank_image == "never")
+        acc = self.acc
+        # data first: a bad row must stop the run before the model is loaded
+        self.mixture, bad = load_mixture(cfg.data, cfg.data_weights, cfg.media_root, recipe,
+                                         cfg.per_device_batch * acc.num_processes, cfg.seed,
+                                         cfg.homogeneous_batches, cfg.check_files, cfg.skip_bad_rows)
+        self.ckpt = find_checkpoint(self.out, cfg.resume)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "sft_config.json")
+            if self.ckpt is None:
+                (self.out / BAD_ROWS).write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
+        acc.wait_for_everyone()  # the output directory exists before any rank reports a bad row
+        if bad:
+            acc.print(f"skipped {len(bad)} bad rows at validation (see {self.out / BAD_ROWS})")
+        set_seed(cfg.seed)
+        self.backbone = load_backbone(cfg.model, device=acc.device, dtype=torch.float32, recipe=recipe)
+        hf = self.backbone.model
+        hf.train()
+        set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
+        self.peft = add_lora(hf, cfg) if cfg.lora else None
+        if cfg.gradient_checkpointing:
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        module = SFTModel(hf, self.backbone.gen_id, self.backbone.disc_id, with_ce=with_ce)
+        params = trainable_parameters(module)
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
+                                  cfg.max_steps), num_training_steps=cfg.max_steps)
+        self.model, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
+        self.loss_fn = SFTLoss(cfg.logit_scale, cfg.w_gen, cfg.w_disc, cfg.w_ce_qry, cfg.w_ce_pos)
+        self.collator = Collator(self.backbone.processor, recipe, cfg.max_length, cfg.grad_cache_chunk,
+                                 cfg.skip_bad_rows)
+        self.step = 0
+        if self.ckpt is not None:
+            self._load(self.ckpt)
+        n_train = sum(p.numel() for p in params)
+        acc.print(f"trainable parameters: {n_train:,}; processes: {acc.num_processes}; "
+                  f"pairs per contrastive batch: {cfg.per_device_batch * acc.num_processes}; "
+                  f"start step: {self.step}")
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def train(self) -> Path:
+        cfg, acc = self.cfg, self.acc
+        remaining = cfg.max_steps - self.step
+        data = PlanDataset(self.mixture, self.collator, acc.process_index, cfg.per_device_batch,
+                           self.step * cfg.grad_accum, remaining * cfg.grad_accum)
+        if cfg.num_workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # own generator: creating the loader must not draw from the global RNG that resume restores
+        loader = iter(DataLoader(data, batch_size=None, num_workers=cfg.num_workers, collate_fn=_unbatched,
+                                 generator=torch.Generator().manual_seed(cfg.seed)))
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="sft", unit="step",
+                   disable=not (cfg.progress and acc.is_main_process))
+        while self.step < cfg.max_steps:
+            t0 = time.perf_counter()
+            lr = self.scheduler.get_last_lr()[0]
+            terms: dict[str, float] = {}
+            tokens = 0
+            for _ in range(cfg.grad_accum):
+                mb = next(loader)
+                self._report(mb.skipped)
+                tokens += mb.tokens
+                with acc.accumulate(self.model):
+                    got = self._micro(mb)
+                for k, v in got.items():
+                    terms[k] = terms.get(k, 0.0) + v / cfg.grad_accum
+            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            line = {"step": self.step, "lr": lr, **self._mean_over_ranks(terms),
+                    "grad_norm": None if norm is None else float(norm), "tokens": int(self._sum(tokens)),
+                    "step_time": time.perf_counter() - t0}
+            self._log(line)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k in ("loss", "gen", "disc", "ce_qry",
+                                                                              "ce_pos")})
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+                self._evaluate()
+            if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        self.export(self.out)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return self.out
+
+    def _micro(self, mb: MicroBatch) -> dict[str, float]:
+        dev = self.acc.device
+        mb.qry = [{k: v.to(dev) for k, v in c.items()} for c in mb.qry]
+        mb.pos = [{k: v.to(dev) for k, v in c.items()} for c in mb.pos]
+        if self.cfg.grad_cache_chunk:
+            return grad_cache_step(self.model, mb, self.loss_fn, self.acc.backward,
+                                   lambda: self.acc.no_sync(self.model), dev)
+        return full_batch_step(self.model, mb, self.loss_fn, self.acc.backward, dev)
+
+    # --- logs ---------------------------------------------------------------------------------------
+    def _sum(self, value: float) -> float:
+        t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
+        return float(self.acc.reduce(t, reduction="sum")) if self.acc.num_processes > 1 else value
+
+    def _mean_over_ranks(self, terms: dict[str, float]) -> dict[str, float]:
+        if self.acc.num_processes == 1:
+            return terms
+        keys = sorted(terms)
+        t = torch.tensor([terms[k] for k in keys], device=self.acc.device, dtype=torch.float64)
+        return dict(zip(keys, (self.acc.reduce(t, reduction="mean")).tolist(), strict=True))
+
+    def _log(self, line: dict[str, Any]) -> None:
+        if self.acc.is_main_process:
+            with (self.out / LOG).open("a") as f:
+                f.write(json.dumps(line, default=str) + "\n")
+
+    def _report(self, rows: list[BadRow]) -> None:
+        """Rows dropped while loading (skip_bad_rows), appended by the rank that met them."""
+        if rows:
+            with (self.out / BAD_ROWS).open("a") as f:
+                for r in rows:
+                    f.write(json.dumps({**r.to_dict(), "step": self.step, "rank": self.acc.process_index}) + "\n")
+
+    def _evaluate(self) -> None:
+        assert self.eval_fn is not None
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                result = self.eval_fn(self.backbone, self.step)
+        finally:
+            self.model.train()
+        self._log({"step": self.step, "eval": result})
+
+    # --- checkpoints --------------------------------------------------------------------------------
+    def export(self, directory: Path) -> None:
+        """HF layout (+ ume_recipe.json) loadable by `ume.load` and plain transformers; LoRA is merged."""
+        acc = self.acc
+        state = acc.get_state_dict(self.model)  # gathers ZeRO-3 shards
+        if acc.is_main_process:
+            directory.mkdir(parents=True, exist_ok=True)
+            hf_state = {k.removeprefix("model."): v for k, v in state.items()}
+            if self.peft is None:
+                self.backbone.model.save_pretrained(directory, state_dict=hf_state)
+                self.backbone.processor.save_pretrained(directory)
+                self.backbone.recipe.save(directory)
+            else:
+                adapter = directory / "adapter"
+                self.peft.save_pretrained(adapter, state_dict={f"base_model.model.{k}": v for k, v in hf_state.items()})
+                merged_lora(self.cfg.model, adapter, self.backbone).save(directory)
+        acc.wait_for_everyone()
+
+    def save_checkpoint(self) -> Path:
+        """checkpoint-N: the export plus accelerate's state and the step, written under a temporary name."""
+        acc = self.acc
+        final = self.out / f"checkpoint-{self.step}"
+        tmp = self.out / f"checkpoint-{self.step}.tmp"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        self.export(tmp)
+        acc.save_state(str(tmp / STATE_DIR))
+        if acc.is_main_process:
+            state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
+                     **run_identity(self.cfg, acc.num_processes)}
+            (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        acc.wait_for_everyone()
+        return final
+
+    def _load(self, ckpt: Path) -> None:
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
+        expected = run_identity(self.cfg, self.acc.num_processes)
+        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        if diff:
+            raise ValueError(f"cannot resume {ckpt} exactly; changed settings (checkpoint, now): {diff}")
+        self.acc.load_state(str(ckpt / STATE_DIR))
+        self.step = int(state["step"])
+        if self.acc.is_main_process and (self.out / LOG).is_file():  # drop lines written after the checkpoint
+            lines = (self.out / LOG).read_text().splitlines()
+            kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
+            (self.out / LOG).write_text("".join(ln + "\n" for ln in kept))
+        self.acc.wait_for_everyone()
+
+
+def merged_lora(base: str, adapter: Path, trained: Backbone) -> Backbone:
+    """A fresh CPU copy of the base with the saved adapter merged in: the live model keeps its adapters,
+    and the merge is exact (no merge/unmerge round trip on the training weights)."""
+    from peft import PeftModel
+
+    fresh = load_backbone(base, device="cpu", dtype=torch.float32, recipe=trained.recipe)
+    merged = PeftModel.from_pretrained(fresh.model, str(adapter)).merge_and_unload()
+    return dataclasses.replace(fresh, model=merged)
+
+
+def train_sft(cfg: SFTConfig, eval_fn: EvalFn | None = None) -> Path:
+    """Run cold-start SFT as configured; returns the output directory (final model at its top level)."""
+    return SFTTrainer(cfg, eval_fn).train()

@@ -1,0 +1,104 @@
+"""The RL stage end to end on tiny models: logs, resume, distributed reward gathering, bad rows."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ume.train.rl import RLTrainer, sequence_batch
+from ume.train.rl_config import RLConfig
+from ume.train.rl_data import DataError, load_rl_pairs
+from ume.train.rollouts import Completion
+
+
+def cfg_for(tiny, minimmeb_root, out, **kw) -> RLConfig:
+    base = dict(model=str(tiny), data=[str(minimmeb_root / "train" / "rl.json")], media_root=str(minimmeb_root),
+                output=str(out), max_steps=2, per_device_batch=2, num_generations=2, max_completion_length=6,
+                device="cpu", save_every=0, progress=False, learning_rate=1e-4)
+    return RLConfig(**{**base, **kw})
+
+
+def log(out):
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_rl_run_logs_every_term_and_exports(tiny_dirs, minimmeb_root, tmp_path):
+    out = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "rl")).train()
+    lines = log(out)
+    assert [ln["step"] for ln in lines] == [1, 2]
+    for key in ("qry_format", "qry_rank", "qry_gap", "qry_reward", "tgt_reward", "qry_kl", "qry_clip_fraction",
+                "qry_completion_length", "qry_forced", "time_rollout", "time_forward", "time_backward"):
+        assert key in lines[0], key
+    assert lines[0]["qry_clip_fraction"] == 0.0  # mu = 1: ratio 1, the clip is inert
+    assert lines[0]["qry_kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the starting policy
+    assert lines[0]["qry_forced"] == 4  # a random model never emits <gen_emb>: every rollout is forced
+    import ume
+
+    assert ume.load(out, device="cpu").dim == 64
+
+
+def test_mu_greater_than_one_reuses_rollouts_and_clips(tiny_dirs, minimmeb_root, tmp_path):
+    out = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "mu", max_steps=2, num_iterations=2,
+                            learning_rate=5e-2, beta=0.0, save_every=2)).train()
+    lines = log(out)
+    assert [ln["iteration"] for ln in lines] == [0, 1]
+    assert lines[1]["qry_clip_fraction"] > 0.0  # the second pass sees ratio != 1
+
+
+def test_resume_is_exact(tiny_dirs, minimmeb_root, tmp_path):
+    straight = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "a", max_steps=4)).train()
+    RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "b", max_steps=2, save_every=2)).train()
+    resumed = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "b", max_steps=4,
+                                resume=str(tmp_path / "b" / "checkpoint-2"))).train()
+    from safetensors.torch import load_file
+
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    later = [ln["qry_reward"] for ln in log(resumed)][2:]
+    assert [ln["qry_reward"] for ln in log(straight)][2:] == pytest.approx(later)
+
+
+def test_sequence_batch_keeps_generated_ids_and_masks_forced_token(encoder):
+    from ume.inputs import Item
+
+    bb = encoder.backbone
+    comps = [Completion([5, 6, bb.gen_id], False), Completion([7, bb.gen_id], True)]
+    batch, plen, _, mask = sequence_batch(bb, [Item("a"), Item("b")], comps, bb.pad_id)
+    assert batch["input_ids"][:, plen:].tolist() == [[5, 6, bb.gen_id], [7, bb.gen_id, bb.pad_id]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]  # the appended <gen_emb> is not the policy's choice
+    assert batch["attention_mask"][:, plen:].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_bad_rows_name_file_row_field(tmp_path):
+    from ume.recipe import Recipe
+
+    f = tmp_path / "rl.json"
+    f.write_text(json.dumps([{"qry_text": "a", "pos_text": "b"}, {"qry_text": 3, "pos_text": "b"},
+                             {"qry_text": "a", "qry_image": "missing.png", "pos_text": "c"},
+                             {"qry_text": "x", "pos_text": "y"}]))
+    with pytest.raises(DataError, match=r"rl.json: row 1: qry_text: expected a string"):
+        load_rl_pairs([str(f)], None, Recipe())
+    pairs, bad = load_rl_pairs([str(f)], None, Recipe(), skip_bad_rows=True)
+    assert len(pairs) == 2 and [(b.row, b.field) for b in bad] == [(1, "qry_text"), (2, "qry_image")]
+
+
+@pytest.mark.slow
+def test_two_processes_gather_the_same_rewards_as_one(tiny_dirs, minimmeb_root, tmp_path):
+    """Rollouts are seeded per pair, so 2 x 2 pairs (negatives gathered across ranks) = 1 x 4 pairs."""
+    outs = {}
+    for procs, per_device in ((1, 4), (2, 2)):
+        cfg = cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / f"p{procs}", per_device_batch=per_device,
+                      max_steps=1, beta=0.0)
+        path = tmp_path / f"cfg{procs}.json"
+        cfg.save(path)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs),
+                    "--master_port", str(29560 + procs)]
+        res = subprocess.run([*launcher, "-m", "ume.train", "rl", "--config", str(path)], capture_output=True,
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[procs] = log(tmp_path / f"p{procs}")[0]
+    for key in ("qry_reward", "tgt_reward", "qry_rank", "qry_gap", "tgt_gap", "qry_completion_length"):
+        assert outs[1][key] == pytest.approx(outs[2][key], abs=1e-5), key
