@@ -18,42 +18,19 @@ import json
 import os
 import random
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
+from memory import PeakRSS
 
 import ume
 from ume.batching import make_batch
 from ume.inputs import InputLimits, load_item
 from ume.reference import ForceGenAt, reference_gen
 from ume.tiny import build_tiny
-
-
-class PeakRSS:
-    """Peak resident memory growth over a block, sampled every 5 ms."""
-
-    def __enter__(self) -> PeakRSS:
-        self.proc = psutil.Process(os.getpid())
-        self.base = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.running = False
-        self.thread.join()
-        self.growth = self.peak - self.base
 
 
 def items_for(n: int, seed: int) -> list[ume.Item]:

@@ -20,39 +20,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
+from memory import PeakRSS
 from PIL import Image, ImageDraw
 
 VARIANTS = {"plain": (False, False), "grad_cache": (True, False), "checkpointing": (False, True),
             "grad_cache+checkpointing": (True, True)}
 WORDS = "the image shows a red blue green circle square triangle on the left right top of a white page".split()
-
-
-class PeakRSS:
-    """Peak resident memory over a block, sampled every 5 ms."""
-
-    def __enter__(self) -> PeakRSS:
-        self.proc = psutil.Process(os.getpid())
-        self.base = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.running = False
-        self.thread.join()
 
 
 def write_data(root: Path, n: int, seed: int = 0) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ume.families import Family, family_of
-from ume.recipe import Recipe
+from ume.recipe import RECIPE_FILE, Recipe
 
 UME_TOKENS = ("<gen_emb>", "<disc_emb>")  # order matters: gen first gives 151657 / 151658 on Qwen2-VL
 
@@ -85,6 +85,19 @@ def register_ume_tokens(model: Any, tokenizer: Any, family: Family) -> bool:
     return True
 
 
+def find_recipe(source: str) -> Recipe:
+    """The checkpoint's `ume_recipe.json` (local dir, or the hub repo when reachable), else the reference."""
+    local = Path(source)
+    if local.is_dir():
+        return Recipe.load(local)
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Recipe.load(Path(hf_hub_download(source, RECIPE_FILE)).parent)
+    except Exception:  # no such file in the repo, offline, or not a repo: the released UME-R1 has none
+        return Recipe()
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -118,10 +131,8 @@ def load_backbone(name_or_path: str | Path, device: str | torch.device | None = 
     added = register_ume_tokens(model, processor.tokenizer, family)
     model.to(dev).eval()
     tok = processor.tokenizer
-    local = Path(source)
     return Backbone(
-        model=model, processor=processor, family=family,
-        recipe=recipe or Recipe.load(local if local.is_dir() else None),
+        model=model, processor=processor, family=family, recipe=recipe or find_recipe(source),
         gen_id=tok.convert_tokens_to_ids(UME_TOKENS[0]), disc_id=tok.convert_tokens_to_ids(UME_TOKENS[1]),
         eos_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_id=tok.pad_token_id, source=source,
         added_tokens=added,

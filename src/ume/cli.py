@@ -86,6 +86,7 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="Seed for pass@k sampling.")] = 0,
     pred_top_k: Annotated[int, typer.Option(help="Predictions kept per query (0 = all).")] = 10,
     limit: Annotated[int | None, typer.Option(help="First N queries per task (smoke runs).")] = None,
+    pool_limit: Annotated[int | None, typer.Option(help="Global tasks: positives + first N other candidates.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (default OUTPUT/cache).")] = None,
@@ -105,12 +106,33 @@ def eval_cmd(
     cfg = EvalConfig(model=model, data_root=str(data_root), output=str(output), tasks=tuple(task or ()),
                      benchmark=benchmark, modality=modality, meta_task=meta_task, qry_mode=qry_mode.value,
                      tgt_mode=tgt_mode.value, samples=samples, oracle=oracle, batch_size=batch_size,
-                     max_new_tokens=max_new_tokens, seed=seed, pred_top_k=pred_top_k, limit=limit, device=device,
+                     max_new_tokens=max_new_tokens, seed=seed, pred_top_k=pred_top_k, limit=limit,
+                     pool_limit=pool_limit, device=device,
                      dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None)
     summary = run_eval(cfg)
     if summary:
         typer.echo((output / "report.md").read_text() if (output / "report.md").exists() else "no task scored")
         typer.echo(f"report: {output}")
+
+
+@app.command("demo")
+def demo_cmd(
+    output: Annotated[Path, typer.Option(help="Report directory.")] = Path("runs/demo-report"),
+    retrain: Annotated[bool, typer.Option(help="Rebuild the shipped models with ume's own commands first.")] = False,
+    limit: Annotated[int, typer.Option(help="Queries per task (the full build has 200).")] = 12,
+    samples: Annotated[int, typer.Option(help="pass@k: reasoning samples per query.")] = 8,
+) -> None:
+    """The built-in default: evaluate the shipped MiniMMEB models (disc, gen, oracle, pass@k)."""
+    from ume.demo import DemoPlan, ensure_data, run_demo
+    from ume.demo import retrain as do_retrain
+
+    plan = DemoPlan()
+    if retrain:
+        ensure_data(plan)
+        do_retrain(plan)
+    summary = run_demo(output, plan, limit=limit, samples=samples)
+    typer.echo((output / "demo.md").read_text())
+    typer.echo(f"report: {output} ({summary['wall_s']:.0f} s)")
 
 
 @app.command("report")

@@ -52,6 +52,7 @@ class EvalConfig:
     seed: int = 0
     pred_top_k: int = 10  # predictions kept per query in <task>_pred.jsonl (0 = full ranking)
     limit: int | None = None  # first N queries per task (smoke runs)
+    pool_limit: int | None = None  # global tasks: keep the kept queries' positives + the first N others
     device: str | None = None
     dtype: str | None = None
     cache_dir: str | None = None  # default: <output>/cache
@@ -196,6 +197,12 @@ class Runner:
             if data.task.ranking == "local":
                 used = {n for q in data.queries for n in (q.cand_names or [])}
                 data.pool = {n: it for n, it in data.pool.items() if n in used}
+        if self.cfg.pool_limit is not None and data.task.ranking == "global":
+            # a smaller, fixed distractor set: cheaper (and easier) than the full pool; reported in _meta
+            relevant = {n for q in data.queries for n in q.labels}
+            others = [n for n in data.pool if n not in relevant][: self.cfg.pool_limit]
+            keep = relevant | set(others)
+            data.pool = {n: it for n, it in data.pool.items() if n in keep}
         if not data.queries:
             self.errors.append({"task": task.name, "reason": f"task {task.name}: no loadable query"})
             return None

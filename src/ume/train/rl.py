@@ -18,7 +18,6 @@ excluded from the policy loss (the policy did not sample it). They are counted a
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from copy import deepcopy
 from pathlib import Path
@@ -44,9 +43,16 @@ from ume.train.rewards import embedding_reward, format_reward
 from ume.train.rl_config import RLConfig
 from ume.train.rl_data import RLPair, global_batch, load_rl_pairs
 from ume.train.rollouts import Completion, DecoderRollouts, RolloutBackend
-from ume.train.sft import EvalFn, find_checkpoint, make_accelerator
-
-LOG, STATE_DIR, TRAINER_STATE, BAD_ROWS = "train_log.jsonl", "training_state", "trainer_state.json", "bad_rows.jsonl"
+from ume.train.sft import (
+    BAD_ROWS,
+    LOG,
+    STATE_DIR,
+    TRAINER_STATE,
+    EvalFn,
+    find_checkpoint,
+    make_accelerator,
+    write_checkpoint,
+)
 
 
 class PolicyForward(nn.Module):
@@ -289,21 +295,8 @@ class RLTrainer:
         self.acc.wait_for_everyone()
 
     def save_checkpoint(self) -> Path:
-        acc = self.acc
-        final, tmp = self.out / f"checkpoint-{self.step}", self.out / f"checkpoint-{self.step}.tmp"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        self.export(tmp)
-        acc.save_state(str(tmp / STATE_DIR))
-        if acc.is_main_process:
-            (tmp / TRAINER_STATE).write_text(json.dumps({"step": self.step, "seed": self.cfg.seed,
-                                                         "world": acc.num_processes}) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        acc.wait_for_everyone()
-        return final
+        state = {"step": self.step, "seed": self.cfg.seed, "world": self.acc.num_processes}
+        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
 
     def _load(self, ckpt: Path) -> None:
         state = json.loads((ckpt / TRAINER_STATE).read_text())

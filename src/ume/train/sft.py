@@ -106,6 +106,25 @@ def find_checkpoint(output: Path, resume: str | None) -> Path | None:
     return max(done, key=lambda p: int(p.name[11:]), default=None)
 
 
+def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[Path], None],
+                     state: dict[str, Any]) -> Path:
+    """checkpoint-N: the HF export, accelerate's state and `state` (trainer_state.json), written under a
+    temporary name and renamed when complete, so a crash never leaves a half checkpoint to resume from."""
+    final, tmp = out / f"checkpoint-{step}", out / f"checkpoint-{step}.tmp"
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    export(tmp)
+    acc.save_state(str(tmp / STATE_DIR))
+    if acc.is_main_process:
+        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    acc.wait_for_everyone()
+    return final
+
+
 def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
     """What must not change across a resume for the data order and the optimisation to be exact."""
     return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
@@ -274,24 +293,9 @@ class SFTTrainer:
         acc.wait_for_everyone()
 
     def save_checkpoint(self) -> Path:
-        """checkpoint-N: the export plus accelerate's state and the step, written under a temporary name."""
-        acc = self.acc
-        final = self.out / f"checkpoint-{self.step}"
-        tmp = self.out / f"checkpoint-{self.step}.tmp"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        self.export(tmp)
-        acc.save_state(str(tmp / STATE_DIR))
-        if acc.is_main_process:
-            state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
-                     **run_identity(self.cfg, acc.num_processes)}
-            (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        acc.wait_for_everyone()
-        return final
+        state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
+                 **run_identity(self.cfg, self.acc.num_processes)}
+        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
 
     def _load(self, ckpt: Path) -> None:
         state = json.loads((ckpt / TRAINER_STATE).read_text())
