@@ -119,7 +119,8 @@ def eval_cmd(
 def demo_cmd(
     output: Annotated[Path, typer.Option(help="Report directory.")] = Path("runs/demo-report"),
     retrain: Annotated[bool, typer.Option(help="Rebuild the shipped models with ume's own commands first.")] = False,
-    limit: Annotated[int, typer.Option(help="Queries per task (the full build has 200).")] = 12,
+    limit: Annotated[int, typer.Option(help="Queries per task (the full build has 200).")] = 20,
+    pool_limit: Annotated[int, typer.Option(help="Global tasks: distractors besides the positives.")] = 30,
     samples: Annotated[int, typer.Option(help="pass@k: reasoning samples per query.")] = 8,
 ) -> None:
     """The built-in default: evaluate the shipped MiniMMEB models (disc, gen, oracle, pass@k)."""
@@ -130,7 +131,7 @@ def demo_cmd(
     if retrain:
         ensure_data(plan)
         do_retrain(plan)
-    summary = run_demo(output, plan, limit=limit, samples=samples)
+    summary = run_demo(output, plan, limit=limit, pool_limit=pool_limit, samples=samples)
     typer.echo((output / "demo.md").read_text())
     typer.echo(f"report: {output} ({summary['wall_s']:.0f} s)")
 

@@ -153,7 +153,7 @@ def table(sft: dict[str, Any], rl: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(output: Path, plan: DemoPlan | None = None, limit: int | None = 12, pool_limit: int | None = 20,
+def run_demo(output: Path, plan: DemoPlan | None = None, limit: int | None = 20, pool_limit: int | None = 30,
              samples: int = 8, max_new_tokens: int = 160, batch_size: int = 32) -> dict[str, Any]:
     """Evaluate the shipped SFT and RL models on MiniMMEB (and its hold-out) and write the report."""
     from ume.io import write_json
