@@ -218,7 +218,7 @@ def write_card(plan: DemoPlan, times: dict[str, float], summary: dict[str, Any])
 
     card = {
         "commands": [" ".join(shlex.quote(c) for c in cmd[1:]).replace("-m ume", "ume", 1)
-                     for cmd in plan.training_commands()],
+                     .replace(f"{MODELS.parent}/", "") for cmd in plan.training_commands()],
         "data": {"benchmark": "MiniMMEB", "scale": plan.scale, "seed": plan.seed},
         "sft": {"config": json.loads((plan.models / "sft_config.json").read_text()),
                 **last(plan.models / "ume-demo-sft" / "train_log.jsonl")},
