@@ -138,18 +138,15 @@ class Encoder:
                  top_k: int | None = None, max_new_tokens: int | None = None) -> Sampling:
         """Effective decoding settings: explicit arguments, else the checkpoint's generation_config."""
         gc = self.model.generation_config
-        if temperature is not None:
-            do_sample = temperature > 0
-        else:
-            do_sample = num_samples > 1 or bool(getattr(gc, "do_sample", False))
-        if num_samples > 1 and temperature is None:
-            temperature, top_p, top_k = 1.0, 1.0 if top_p is None else top_p, top_k
-        else:
-            temperature = temperature if temperature is not None else (gc.temperature or 1.0)
-            top_p = top_p if top_p is not None else (gc.top_p or 1.0)
-            top_k = top_k if top_k is not None else (gc.top_k if do_sample else None)
-        return Sampling(do_sample=do_sample, temperature=float(temperature), top_p=float(top_p),
-                        top_k=top_k or None, max_new_tokens=max_new_tokens or 8192)
+        budget = max_new_tokens or 8192
+        if num_samples > 1 and temperature is None:  # the pass@k protocol: plain sampling at temperature 1
+            return Sampling(True, 1.0, 1.0 if top_p is None else top_p, top_k, budget)
+        do_sample = temperature > 0 if temperature is not None else bool(getattr(gc, "do_sample", False))
+        return Sampling(do_sample=do_sample,
+                        temperature=float(temperature if temperature is not None else gc.temperature or 1.0),
+                        top_p=float(top_p if top_p is not None else gc.top_p or 1.0),
+                        top_k=(top_k if top_k is not None else gc.top_k if do_sample else None) or None,
+                        max_new_tokens=budget)
 
     # --- internals --------------------------------------------------------------------------------
     @staticmethod
