@@ -51,6 +51,7 @@ from ume.train.sft import (
     EvalFn,
     find_checkpoint,
     make_accelerator,
+    mean_over_ranks,
     write_checkpoint,
 )
 
@@ -213,7 +214,7 @@ class RLTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 line = {"step": self.step, "iteration": it, "lr": self.scheduler.get_last_lr()[0],
-                        **self._mean_over_ranks(logs),
+                        **mean_over_ranks(acc, logs),
                         "grad_norm": None if norm is None else float(norm),
                         **{f"time_{k}": v for k, v in times.items()}}
                 self._log(line)
@@ -261,14 +262,6 @@ class RLTrainer:
         return logs
 
     # --- logs and checkpoints ------------------------------------------------------------------------
-    def _mean_over_ranks(self, logs: dict[str, float]) -> dict[str, float]:
-        """Every rank holds as many rollouts, so the mean of rank means is the global mean."""
-        if self.acc.num_processes == 1:
-            return logs
-        keys = sorted(logs)
-        t = torch.tensor([logs[k] for k in keys], device=self.acc.device, dtype=torch.float64)
-        return dict(zip(keys, self.acc.reduce(t, reduction="mean").tolist(), strict=True))
-
     def _log(self, line: dict[str, Any]) -> None:
         if self.acc.is_main_process:
             with (self.out / LOG).open("a") as f:

@@ -125,6 +125,15 @@ def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[P
     return final
 
 
+def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, float]:
+    """Per-step log terms averaged over processes (each holds an equal share of the batch)."""
+    if acc.num_processes == 1:
+        return terms
+    keys = sorted(terms)
+    t = torch.tensor([terms[k] for k in keys], device=acc.device, dtype=torch.float64)
+    return dict(zip(keys, acc.reduce(t, reduction="mean").tolist(), strict=True))
+
+
 def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
     """What must not change across a resume for the data order and the optimisation to be exact."""
     return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
@@ -214,7 +223,7 @@ class SFTTrainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            line = {"step": self.step, "lr": lr, **self._mean_over_ranks(terms),
+            line = {"step": self.step, "lr": lr, **mean_over_ranks(self.acc, terms),
                     "grad_norm": None if norm is None else float(norm), "tokens": int(self._sum(tokens)),
                     "step_time": time.perf_counter() - t0}
             self._log(line)
@@ -244,13 +253,6 @@ class SFTTrainer:
     def _sum(self, value: float) -> float:
         t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
         return float(self.acc.reduce(t, reduction="sum")) if self.acc.num_processes > 1 else value
-
-    def _mean_over_ranks(self, terms: dict[str, float]) -> dict[str, float]:
-        if self.acc.num_processes == 1:
-            return terms
-        keys = sorted(terms)
-        t = torch.tensor([terms[k] for k in keys], device=self.acc.device, dtype=torch.float64)
-        return dict(zip(keys, (self.acc.reduce(t, reduction="mean")).tolist(), strict=True))
 
     def _log(self, line: dict[str, Any]) -> None:
         if self.acc.is_main_process:
