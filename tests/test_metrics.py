@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ume.evaluate.metrics import METRIC_KEYS, mean_metrics, query_metrics, rank
+from ume.evaluate.metrics import METRIC_KEYS, chance, mean_metrics, query_metrics, rank
 
 P = ["d1", "d9", "d2", "d3"]
 L = ["d1", "d2", "d3"]
@@ -85,3 +86,21 @@ def test_perfect_ranking_scores_one(pred, grades):
     assert m["ndcg_linear@10"] == pytest.approx(1.0) and m["ndcg_exponential@5"] == pytest.approx(1.0)
     shuffled = query_metrics(pred + [d for d in labels if d not in pred], labels, grades)
     assert shuffled["ndcg_linear@10"] <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize(("cands", "labels", "grades"), [
+    (list("abcde"), ["c"], None),
+    (list("abcdef"), ["a", "f"], None),
+    (list("abc"), ["b"], None),  # fewer candidates than k = 5
+    (list("abcdef"), ["b", "d", "e", "b"], [3, 1, 0, 2]),  # graded, a 0 grade, a duplicate
+])
+@pytest.mark.parametrize("metric", ["hit@1", "hit@5", "ndcg_linear@5", "ndcg_exponential@5"])
+def test_chance_is_the_mean_over_every_ordering(cands, labels, grades, metric):
+    """The closed form equals the metric averaged over all n! rankings (exhaustive, not sampled)."""
+    scores = [query_metrics(list(p), labels, grades)[metric] for p in itertools.permutations(cands)]
+    assert chance(metric, cands, labels, grades) == pytest.approx(float(np.mean(scores)), abs=1e-12)
+
+
+def test_chance_rejects_metrics_without_a_closed_form():
+    with pytest.raises(ValueError, match="map@5"):
+        chance("map@5", list("abc"), ["a"])

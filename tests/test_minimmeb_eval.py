@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from ume.cli import app
@@ -33,6 +34,8 @@ def test_random_model_scores_near_chance(minimmeb_root, encoder, tmp_path):
         sizes = [len(q.cand_names) if q.cand_names else len(data.pool) for q in data.queries[:8]]
         hits.append(res.scores["disc-disc"]["hit@1"])
         chance.append(np.mean([1 / n for n in sizes]))
+        if task.metric == "hit@1":  # one positive per query: the report's chance column is 1/#candidates
+            assert res.scores["chance"]["hit@1"] == pytest.approx(chance[-1]), task.name
     assert abs(np.mean(hits) - np.mean(chance)) < 0.08, (np.mean(hits), np.mean(chance))
 
 
@@ -44,7 +47,7 @@ def test_cli_eval_gen_oracle_passk_end_to_end(minimmeb_root, tiny_dirs, tmp_path
         "--max-new-tokens", "4", "--output", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
-    assert set(report["runs"]) == {"gen-gen", "disc-disc", "oracle"}
+    assert set(report["runs"]) == {"gen-gen", "disc-disc", "oracle", "chance"}
     assert report["runs"]["oracle"]["aggregate"]["overall"]["n"] == 13
     assert all(set(c) == {"1", "2", "4"} for c in report["passk"].values())
     assert (out / "plots" / "passk.png").exists() and "overall" in (out / "report.md").read_text()

@@ -30,7 +30,8 @@ def test_full_run_writes_reports_and_accounts_encodes(mmeb_root, tiny_dirs, enco
     out = tmp_path / "run"
     cfg = config(mmeb_root, out, tiny_dirs["qwen2_vl"], qry_mode="gen", tgt_mode="gen", oracle=True, samples=3)
     summary = Runner(cfg, encoder=encoder).run()
-    assert set(summary["runs"]) == {"gen-gen", "disc-disc", "oracle"}
+    assert set(summary["runs"]) == {"gen-gen", "disc-disc", "oracle", "chance"}
+    assert not (out / "leaderboard_chance.json").exists() and not (out / "leaderboard_oracle.json").exists()
     for name, stats in summary["encoding"].items():
         for side_mode, s in stats.items():
             assert s["encoded_now"] == s["unique_inputs"], (name, side_mode)  # each unique input once

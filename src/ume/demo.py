@@ -115,9 +115,10 @@ def examples(run_dir: Path, n: int = 3) -> list[dict[str, Any]]:
 
 
 def findings(sft: dict[str, Any], rl: dict[str, Any]) -> list[dict[str, Any]]:
-    """The paper's four findings, each with the numbers behind it (overall, task-weighted)."""
+    """A sanity check (SFT beats chance) and the paper's four findings, each with the numbers behind it
+    (overall, task-weighted)."""
     disc, gen, orc = _overall(rl, "disc-disc"), _overall(rl, "gen-gen"), _overall(rl, "oracle")
-    sft_gen = _overall(sft, "gen-gen")
+    sft_gen, sft_disc, floor = _overall(sft, "gen-gen"), _overall(sft, "disc-disc"), _overall(sft, "chance")
     curve = {}
     for task_curve in rl.get("passk", {}).values():
         for k, v in task_curve.items():
@@ -125,6 +126,8 @@ def findings(sft: dict[str, Any], rl: dict[str, Any]) -> list[dict[str, Any]]:
     passk = {k: sum(v) / len(v) for k, v in sorted(curve.items())}
     ks = list(passk)
     return [
+        {"finding": "SFT lifts both embeddings above chance", "holds": min(sft_disc, sft_gen) > floor,
+         "numbers": {"chance": floor, "sft_disc": sft_disc, "sft_gen": sft_gen}},
         {"finding": "generative beats discriminative", "holds": gen > disc, "numbers": {"gen": gen, "disc": disc}},
         {"finding": "the oracle beats both", "holds": orc > max(gen, disc), "numbers": {"oracle": orc}},
         {"finding": "RL improves the generative embedding over SFT", "holds": gen > sft_gen,
@@ -135,8 +138,8 @@ def findings(sft: dict[str, Any], rl: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def table(sft: dict[str, Any], rl: dict[str, Any]) -> str:
-    cols = [("SFT gen", sft, "gen-gen"), ("RL disc", rl, "disc-disc"), ("RL gen", rl, "gen-gen"),
-            ("RL oracle", rl, "oracle")]
+    cols = [("chance", rl, "chance"), ("SFT disc", sft, "disc-disc"), ("SFT gen", sft, "gen-gen"),
+            ("RL disc", rl, "disc-disc"), ("RL gen", rl, "gen-gen"), ("RL oracle", rl, "oracle")]
     lines = ["| group | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
     first = rl["runs"]["gen-gen"]["aggregate"]
 
@@ -167,7 +170,7 @@ def run_demo(output: Path, plan: DemoPlan | None = None, limit: int | None = 20,
     t = time.perf_counter()
     args = dict(limit=limit, pool_limit=pool_limit, max_new_tokens=max_new_tokens, batch_size=batch_size)
     rl = _evaluate(rl_model, data, output / "rl", "minimmeb", "gen", "gen", True, samples, **args)
-    sft = _evaluate(sft_model, data, output / "sft", "minimmeb", "gen", "gen", False, 1, **args)
+    sft = _evaluate(sft_model, data, output / "sft", "minimmeb", "gen", "gen", True, 1, **args)
     holdout = _evaluate(rl_model, data, output / "rl-holdout", "minimmeb-holdout", "gen", "gen", True, 1, **args)
     summary = {"table": table(sft, rl), "holdout_table": table_holdout(holdout), "findings": findings(sft, rl),
                "examples": examples(output / "rl"), "limit_per_task": limit, "pool_limit": pool_limit,
@@ -179,10 +182,10 @@ def run_demo(output: Path, plan: DemoPlan | None = None, limit: int | None = 20,
 
 
 def table_holdout(holdout: dict[str, Any]) -> str:
-    lines = ["| task | disc | gen | oracle |", "|---|---|---|---|"]
+    lines = ["| task | chance | disc | gen | oracle |", "|---|---|---|---|---|"]
     for name in holdout["runs"]["gen-gen"]["tasks"]:
         cells = [f"{holdout['runs'][r]['tasks'].get(name, float('nan')):.1f}"
-                 for r in ("disc-disc", "gen-gen", "oracle")]
+                 for r in ("chance", "disc-disc", "gen-gen", "oracle")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -194,7 +197,8 @@ def render(summary: dict[str, Any]) -> str:
            "`ume eval` runs it). Scores x100 (hit@1, ndcg_linear@5 for visdoc), task counts in parentheses; "
            "overall is task-weighted.", "", summary["table"], "",
            "## Compositional hold-out (attribute combinations never seen in training)", "",
-           summary["holdout_table"], "", "## The paper's findings, in miniature", ""]
+           summary["holdout_table"], "",
+           "## Findings, in miniature (the first is a sanity check, the other four the paper's)", ""]
     for f in summary["findings"]:
         nums = ", ".join(f"{k} {v:.1f}" for k, v in f["numbers"].items())
         out.append(f"- {'yes' if f['holds'] else 'NO'}: {f['finding']} ({nums})")

@@ -71,6 +71,28 @@ def query_metrics(prediction: Sequence[str], labels: Sequence[str],
     return out
 
 
+def chance(metric: str, candidates: Sequence[str], labels: Sequence[str],
+           rel_scores: Sequence[int] | None = None) -> float:
+    """Expected value of `metric` when `candidates` are ranked uniformly at random: the floor a score must
+    clear before it says anything. Exact, not sampled: every position holds each candidate equally often, so
+    E[DCG@k] = mean gain x the first min(k, n) discounts, and hit@k misses only when all k picks are
+    irrelevant."""
+    name, _, k_text = metric.partition("@")
+    k, n = int(k_text), len(candidates)
+    grades = grade_map(labels, rel_scores)
+    if name == "hit":
+        r = sum(1 for c in candidates if c in grades)
+        return 1.0 - math.comb(n - r, min(k, n)) / math.comb(n, min(k, n)) if n else 0.0
+    if name in ("ndcg_linear", "ndcg_exponential"):
+        gain = (lambda g: g) if name == "ndcg_linear" else (lambda g: 2.0**g - 1.0)
+        ideal = _dcg([gain(g) for g in sorted(grades.values(), reverse=True)[:k]])
+        if not n or ideal <= 0:
+            return 0.0
+        mean_gain = sum(gain(grades.get(c, 0.0)) for c in candidates) / n
+        return mean_gain * _dcg([1.0] * min(k, n)) / ideal
+    raise ValueError(f"chance: no closed form for metric {metric!r} (hit@k and ndcg_*@k only)")
+
+
 SCORE_DECIMALS = 6  # float32 embeddings agree to ~1e-7 across batchings; finer digits are noise
 
 

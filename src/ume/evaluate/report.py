@@ -14,6 +14,7 @@ from ume.evaluate.tasks import TaskMeta
 from ume.io import write_json
 
 MODALITIES = ("image", "video", "visdoc")
+DERIVED = ("oracle", "chance")  # report columns that are not model runs: no leaderboard file
 
 
 def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta]) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
     for lab in labels:
         task_scores = {r.task.name: 100 * r.scores[lab][r.task.metric] for r in results if lab in r.scores}
         runs[lab] = {"tasks": task_scores, "aggregate": aggregate(task_scores, selected)}
-        if lab != "oracle":
+        if lab not in DERIVED:
             full = {r.task.name: r.scores[lab] for r in results if lab in r.scores}
             write_json(out / f"leaderboard_{lab}.json", leaderboard(cfg.model, selected, full))
     summary = {

@@ -2,7 +2,8 @@
 
 Runs: the requested (query mode, target mode) pair; with `oracle`, also disc/disc and gen/gen and the
 per-query oracle max(disc, gen) of the task's main metric; with `samples=k`, k sampled gen embeddings
-per query against the target embeddings of the main run, for pass@k coverage.
+per query against the target embeddings of the main run, for pass@k coverage. Always `chance`: the main
+metric's expected value under a random ranking of the same candidates, the floor every score is read against.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ume.encoder import Encoder, load
 from ume.evaluate.cache import EmbeddingCache, item_key, key_seed, model_fingerprint
 from ume.evaluate.distributed import Dist
 from ume.evaluate.loaders import LoaderError, TaskData, load_task
-from ume.evaluate.metrics import METRIC_KEYS, mean_metrics, query_metrics, rank
+from ume.evaluate.metrics import METRIC_KEYS, chance, mean_metrics, query_metrics, rank
 from ume.evaluate.report import write_reports
 from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.inputs import Item
@@ -231,6 +232,11 @@ class Runner:
             result.per_query["oracle"] = best.tolist()
             result.scores["oracle"] = {task.metric: float(best.mean()), "num_pred": len(best),
                                        "num_data": len(best)}
+        floor = [chance(task.metric, q.cand_names if q.cand_names is not None else list(data.pool), q.labels,
+                        q.rel_scores) for q in data.queries]
+        result.per_query["chance"] = floor
+        result.scores["chance"] = {task.metric: float(np.mean(floor)), "num_pred": len(floor),
+                                   "num_data": len(floor)}
         if self.cfg.samples > 1:
             with self._timed("encode"):
                 result.passk = self._passk(task, data, qitems, qkeys, encoded["tgt", self.cfg.tgt_mode], ckey)
