@@ -51,12 +51,15 @@ def test_mu_greater_than_one_reuses_rollouts_and_clips(tiny_dirs, minimmeb_root,
 def test_resume_is_exact(tiny_dirs, minimmeb_root, tmp_path):
     straight = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "a", max_steps=4)).train()
     RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "b", max_steps=2, save_every=2)).train()
+    with (tmp_path / "b" / "train_log.jsonl").open("a") as f:  # a crash after step 3, before its checkpoint
+        f.write(json.dumps({"step": 3, "qry_reward": -1.0}) + "\n")
     resumed = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "b", max_steps=4,
                                 resume=str(tmp_path / "b" / "checkpoint-2"))).train()
     from safetensors.torch import load_file
 
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [ln["step"] for ln in log(resumed)] == [1, 2, 3, 4]  # the crashed tail was dropped
     later = [ln["qry_reward"] for ln in log(resumed)][2:]
     assert [ln["qry_reward"] for ln in log(straight)][2:] == pytest.approx(later)
 

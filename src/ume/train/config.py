@@ -41,6 +41,9 @@ class SFTConfig:
     grad_accum: int = _knob(4, "Micro-batches per optimiser step (paper: 4). It does NOT enlarge the negative "
                             "pool (each micro-batch is its own contrastive batch); grad_cache_chunk does.")
     learning_rate: float = _knob(5e-5, "AdamW peak learning rate (paper: 5e-5).")
+    vision_lr: float | None = _knob(None, "Peak learning rate of the vision tower when it trains (default: "
+                                    "learning_rate; our choice, the paper freezes it).")
+    merger_lr: float | None = _knob(None, "Peak learning rate of the merger (default: learning_rate).")
     lr_scheduler: str = _knob("cosine", "Any transformers.get_scheduler name (paper: cosine).")
     warmup_ratio: float = _knob(0.03, "Warm-up steps as a fraction of max_steps, rounded up (paper: 0.03).")
     weight_decay: float = _knob(0.0, "AdamW weight decay on matrices (paper: 0).")
@@ -109,6 +112,10 @@ class SFTConfig:
         for name in ("max_steps", "per_device_batch", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        for name in ("learning_rate", "vision_lr", "merger_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
         if self.grad_cache_chunk is not None and self.grad_cache_chunk < 1:
             raise ValueError("grad_cache_chunk must be >= 1")
         if self.grad_cache_chunk is not None and self.deepspeed:

@@ -75,5 +75,30 @@ def add_lora(model: Any, cfg: SFTConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def tower_of(name: str) -> str:
+    """"vision", "merger" or "llm" for a parameter name of the stock model (peft-wrapped or not)."""
+    _, visual, rest = name.partition("visual.")
+    if not visual:
+        return "llm"
+    return "merger" if rest.startswith(MERGER_PREFIXES) else "vision"
+
+
+def param_groups(module: nn.Module, lr: float, weight_decay: float,
+                 tower_lr: dict[str, float | None]) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters: one per (tower, decay), each with the tower's own peak
+    learning rate (`tower_lr`, None = `lr`). A freshly initialised projector or a vision tower that should
+    move slowly are the usual reasons to set them apart. Matrices decay, vectors (norms, biases) do not."""
+    groups: dict[tuple[str, bool], dict[str, Any]] = {}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        tower, decay = tower_of(name), p.ndim >= 2
+        group = groups.setdefault((tower, decay), {
+            "params": [], "lr": tower_lr.get(tower) or lr, "weight_decay": weight_decay if decay else 0.0,
+            "name": f"{tower}{'' if decay else '/no_decay'}"})
+        group["params"].append(p)
+    return list(groups.values())
+
+
 def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]

@@ -37,23 +37,22 @@ from ume.encoder import Encoder
 from ume.inputs import InputLimits, load_item
 from ume.readout import last_hidden, last_positions, read_vectors
 from ume.recipe import Recipe
+from ume.train.engine import (
+    BAD_ROWS,
+    TRAINER_STATE,
+    EvalFn,
+    Trainer,
+    find_checkpoint,
+    make_accelerator,
+    mean_over_ranks,
+    write_checkpoint,
+)
 from ume.train.grpo_loss import group_advantages, policy_loss
 from ume.train.model import set_trainable, trainable_parameters
 from ume.train.rewards import embedding_reward, format_reward
 from ume.train.rl_config import RLConfig
 from ume.train.rl_data import RLPair, global_batch, load_rl_pairs
 from ume.train.rollouts import Completion, DecoderRollouts, RolloutBackend
-from ume.train.sft import (
-    BAD_ROWS,
-    LOG,
-    STATE_DIR,
-    TRAINER_STATE,
-    EvalFn,
-    find_checkpoint,
-    make_accelerator,
-    mean_over_ranks,
-    write_checkpoint,
-)
 
 
 class PolicyForward(nn.Module):
@@ -97,7 +96,7 @@ def sequence_batch(backbone: Backbone, items: list[Any], completions: list[Compl
     return batch, prompt_len, ids, loss_mask
 
 
-class RLTrainer:
+class RLTrainer(Trainer):
     """GRPO with the UME-R1 embedding reward on accelerate (one CPU process, torchrun/DDP, DeepSpeed)."""
 
     def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None,
@@ -262,29 +261,10 @@ class RLTrainer:
         return logs
 
     # --- logs and checkpoints ------------------------------------------------------------------------
-    def _log(self, line: dict[str, Any]) -> None:
-        if self.acc.is_main_process:
-            with (self.out / LOG).open("a") as f:
-                f.write(json.dumps(line, default=str) + "\n")
-
-    def _evaluate(self) -> None:
-        assert self.eval_fn is not None
-        self.backbone.model.eval()
-        try:
-            with torch.no_grad():
-                result = self.eval_fn(self.backbone, self.step)
-        finally:
-            self.backbone.model.train()
-        self._log({"step": self.step, "eval": result})
-
     def export(self, directory: Path) -> None:
-        state = self.acc.get_state_dict(self.model)
+        hf_state = self._hf_state()
         if self.acc.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
-            self.backbone.model.save_pretrained(directory, state_dict={k.removeprefix("model."): v
-                                                                       for k, v in state.items()})
-            self.backbone.processor.save_pretrained(directory)
-            self.backbone.recipe.save(directory)
+            self._export_full(directory, hf_state)
         self.acc.wait_for_everyone()
 
     def save_checkpoint(self) -> Path:
@@ -296,10 +276,9 @@ class RLTrainer:
         if state.get("world") != self.acc.num_processes or state.get("seed") != self.cfg.seed:
             raise ValueError(f"cannot resume {ckpt} exactly: it ran with {state}, now world "
                              f"{self.acc.num_processes} and seed {self.cfg.seed}")
-        self.acc.load_state(str(ckpt / STATE_DIR))
-        self.step = int(state["step"])
-        if self.step % self.cfg.num_iterations:
+        if int(state["step"]) % self.cfg.num_iterations:
             raise ValueError("resume: checkpoints must fall on a generation boundary (step % num_iterations == 0)")
+        self._restore(ckpt, state)
 
 
 def train_rl(cfg: RLConfig, eval_fn: EvalFn | None = None) -> Path:

@@ -18,14 +18,11 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -36,15 +33,19 @@ from ume.recipe import Recipe
 from ume.train.collate import Collator, MicroBatch
 from ume.train.config import SFTConfig
 from ume.train.data import BadRow, Mixture, load_mixture
+from ume.train.engine import (
+    BAD_ROWS,
+    TRAINER_STATE,
+    EvalFn,
+    Trainer,
+    find_checkpoint,
+    make_accelerator,
+    mean_over_ranks,
+    write_checkpoint,
+)
 from ume.train.losses import SFTLoss
-from ume.train.model import SFTModel, add_lora, set_trainable, trainable_parameters
+from ume.train.model import SFTModel, add_lora, param_groups, set_trainable, trainable_parameters
 from ume.train.step import full_batch_step, grad_cache_step
-
-EvalFn = Callable[[Backbone, int], dict[str, Any]]
-"""Periodic evaluation: called on every rank with the live model (eval mode, no grad) and the step."""
-
-STATE_DIR, TRAINER_STATE = "training_state", "trainer_state.json"
-LOG, BAD_ROWS = "train_log.jsonl", "bad_rows.jsonl"
 
 
 class PlanDataset(Dataset):
@@ -70,78 +71,17 @@ def _unbatched(x: MicroBatch) -> MicroBatch:
     return x
 
 
-def deepspeed_config(cfg: SFTConfig) -> dict[str, Any]:
-    """The DeepSpeed JSON with the batch, accumulation and clipping "auto" fields taken from `cfg`."""
-    assert cfg.deepspeed is not None
-    ds = json.loads(Path(cfg.deepspeed).read_text())
-    for key, value in (("train_micro_batch_size_per_gpu", cfg.per_device_batch),
-                       ("gradient_accumulation_steps", cfg.grad_accum), ("gradient_clipping", cfg.max_grad_norm)):
-        if ds.get(key, "auto") == "auto":
-            ds[key] = value
-    return ds
-
-
-def make_accelerator(cfg: SFTConfig, find_unused: bool) -> Accelerator:
-    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
-    bf16 = (not cpu) if cfg.bf16 == "auto" else cfg.bf16 == "true"
-    plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg)) if cfg.deepspeed else None
-    # step_scheduler_with_optimizer=False: otherwise accelerate steps the scheduler once per process.
-    # broadcast_buffers=False: the model's buffers are constants (rotary tables), and without a collective
-    # in every forward, ranks may run different numbers of GradCache chunks (after dropping bad rows).
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused, broadcast_buffers=False)
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
-                       step_scheduler_with_optimizer=False, deepspeed_plugin=plugin, kwargs_handlers=[ddp])
-
-
-def find_checkpoint(output: Path, resume: str | None) -> Path | None:
-    """The checkpoint to resume from: a directory, or "latest" (None when output has none yet)."""
-    if resume is None:
-        return None
-    if resume != "latest":
-        path = Path(resume)
-        if not (path / TRAINER_STATE).is_file():
-            raise FileNotFoundError(f"resume: {path} is not a checkpoint (no {TRAINER_STATE})")
-        return path
-    done = [p for p in output.glob("checkpoint-*") if (p / TRAINER_STATE).is_file() and p.name[11:].isdigit()]
-    return max(done, key=lambda p: int(p.name[11:]), default=None)
-
-
-def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[Path], None],
-                     state: dict[str, Any]) -> Path:
-    """checkpoint-N: the HF export, accelerate's state and `state` (trainer_state.json), written under a
-    temporary name and renamed when complete, so a crash never leaves a half checkpoint to resume from."""
-    final, tmp = out / f"checkpoint-{step}", out / f"checkpoint-{step}.tmp"
-    if acc.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    acc.wait_for_everyone()
-    export(tmp)
-    acc.save_state(str(tmp / STATE_DIR))
-    if acc.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    acc.wait_for_everyone()
-    return final
-
-
-def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, float]:
-    """Per-step log terms averaged over processes (each holds an equal share of the batch)."""
-    if acc.num_processes == 1:
-        return terms
-    keys = sorted(terms)
-    t = torch.tensor([terms[k] for k in keys], device=acc.device, dtype=torch.float64)
-    return dict(zip(keys, acc.reduce(t, reduction="mean").tolist(), strict=True))
-
-
 def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
     """What must not change across a resume for the data order and the optimisation to be exact."""
     return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
             "data": cfg.data, "data_weights": cfg.data_weights, "homogeneous_batches": cfg.homogeneous_batches,
-            "max_steps": cfg.max_steps, "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio}
+            "max_steps": cfg.max_steps, "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio,
+            # the saved optimiser restores its groups' rates and can only be loaded into the same groups
+            "learning_rate": cfg.learning_rate, "vision_lr": cfg.vision_lr, "merger_lr": cfg.merger_lr,
+            "trains": [cfg.train_vision, cfg.train_merger, cfg.train_llm]}
 
 
-class SFTTrainer:
+class SFTTrainer(Trainer):
     """Holds the accelerated model, optimiser, scheduler and data of one run; `train()` runs it."""
 
     def __init__(self, cfg: SFTConfig, eval_fn: EvalFn | None = None) -> None:
@@ -175,9 +115,9 @@ class SFTTrainer:
             hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         module = SFTModel(hf, self.backbone.gen_id, self.backbone.disc_id, with_ce=with_ce)
         params = trainable_parameters(module)
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
+        groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
+                              {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
         scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
                                   cfg.max_steps), num_training_steps=cfg.max_steps)
         self.model, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
@@ -207,7 +147,7 @@ class SFTTrainer:
                    disable=not (cfg.progress and acc.is_main_process))
         while self.step < cfg.max_steps:
             t0 = time.perf_counter()
-            lr = self.scheduler.get_last_lr()[0]
+            lrs = self._lrs()
             terms: dict[str, float] = {}
             tokens = 0
             for _ in range(cfg.grad_accum):
@@ -223,7 +163,7 @@ class SFTTrainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            line = {"step": self.step, "lr": lr, **mean_over_ranks(self.acc, terms),
+            line = {"step": self.step, **lrs, **mean_over_ranks(self.acc, terms),
                     "grad_norm": None if norm is None else float(norm), "tokens": int(self._sum(tokens)),
                     "step_time": time.perf_counter() - t0}
             self._log(line)
@@ -240,6 +180,13 @@ class SFTTrainer:
         acc.end_training()
         return self.out
 
+    def _lrs(self) -> dict[str, float]:
+        """{"lr": the LLM's learning rate} plus lr_vision / lr_merger where those towers have their own."""
+        towers = {g.get("name", "llm").split("/")[0]: lr
+                  for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True)}
+        main = towers.get("llm", next(iter(towers.values())))
+        return {"lr": main, **{f"lr_{t}": lr for t, lr in towers.items() if t != "llm" and lr != main}}
+
     def _micro(self, mb: MicroBatch) -> dict[str, float]:
         dev = self.acc.device
         mb.qry = [{k: v.to(dev) for k, v in c.items()} for c in mb.qry]
@@ -254,11 +201,6 @@ class SFTTrainer:
         t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
         return float(self.acc.reduce(t, reduction="sum")) if self.acc.num_processes > 1 else value
 
-    def _log(self, line: dict[str, Any]) -> None:
-        if self.acc.is_main_process:
-            with (self.out / LOG).open("a") as f:
-                f.write(json.dumps(line, default=str) + "\n")
-
     def _report(self, rows: list[BadRow]) -> None:
         """Rows dropped while loading (skip_bad_rows), appended by the rank that met them."""
         if rows:
@@ -266,33 +208,18 @@ class SFTTrainer:
                 for r in rows:
                     f.write(json.dumps({**r.to_dict(), "step": self.step, "rank": self.acc.process_index}) + "\n")
 
-    def _evaluate(self) -> None:
-        assert self.eval_fn is not None
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                result = self.eval_fn(self.backbone, self.step)
-        finally:
-            self.model.train()
-        self._log({"step": self.step, "eval": result})
-
     # --- checkpoints --------------------------------------------------------------------------------
     def export(self, directory: Path) -> None:
         """HF layout (+ ume_recipe.json) loadable by `ume.load` and plain transformers; LoRA is merged."""
-        acc = self.acc
-        state = acc.get_state_dict(self.model)  # gathers ZeRO-3 shards
-        if acc.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
-            hf_state = {k.removeprefix("model."): v for k, v in state.items()}
+        hf_state = self._hf_state()
+        if self.acc.is_main_process:
             if self.peft is None:
-                self.backbone.model.save_pretrained(directory, state_dict=hf_state)
-                self.backbone.processor.save_pretrained(directory)
-                self.backbone.recipe.save(directory)
+                self._export_full(directory, hf_state)
             else:
                 adapter = directory / "adapter"
                 self.peft.save_pretrained(adapter, state_dict={f"base_model.model.{k}": v for k, v in hf_state.items()})
                 merged_lora(self.cfg.model, adapter, self.backbone).save(directory)
-        acc.wait_for_everyone()
+        self.acc.wait_for_everyone()
 
     def save_checkpoint(self) -> Path:
         state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
@@ -305,13 +232,7 @@ class SFTTrainer:
         diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
         if diff:
             raise ValueError(f"cannot resume {ckpt} exactly; changed settings (checkpoint, now): {diff}")
-        self.acc.load_state(str(ckpt / STATE_DIR))
-        self.step = int(state["step"])
-        if self.acc.is_main_process and (self.out / LOG).is_file():  # drop lines written after the checkpoint
-            lines = (self.out / LOG).read_text().splitlines()
-            kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
-            (self.out / LOG).write_text("".join(ln + "\n" for ln in kept))
-        self.acc.wait_for_everyone()
+        self._restore(ckpt, state)
 
 
 def merged_lora(base: str, adapter: Path, trained: Backbone) -> Backbone:

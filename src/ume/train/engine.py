@@ -1,0 +1,133 @@
+"""What the SFT and RL trainers share: the accelerate setup, checkpoints and their exact resume, the
+JSONL log and the periodic-eval hook. Each trainer adds its own data, step and resume identity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
+
+from ume.backbone import Backbone
+
+EvalFn = Callable[[Backbone, int], dict[str, Any]]
+"""Periodic evaluation: called on every rank with the live model (eval mode, no grad) and the step."""
+
+STATE_DIR, TRAINER_STATE = "training_state", "trainer_state.json"
+LOG, BAD_ROWS = "train_log.jsonl", "bad_rows.jsonl"
+
+
+def deepspeed_config(cfg: Any) -> dict[str, Any]:
+    """The DeepSpeed JSON with the batch, accumulation and clipping "auto" fields taken from `cfg`."""
+    assert cfg.deepspeed is not None
+    ds = json.loads(Path(cfg.deepspeed).read_text())
+    for key, value in (("train_micro_batch_size_per_gpu", cfg.per_device_batch),
+                       ("gradient_accumulation_steps", cfg.grad_accum), ("gradient_clipping", cfg.max_grad_norm)):
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+    return ds
+
+
+def make_accelerator(cfg: Any, find_unused: bool) -> Accelerator:
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    bf16 = (not cpu) if cfg.bf16 == "auto" else cfg.bf16 == "true"
+    plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg)) if cfg.deepspeed else None
+    # step_scheduler_with_optimizer=False: otherwise accelerate steps the scheduler once per process.
+    # broadcast_buffers=False: the model's buffers are constants (rotary tables), and without a collective
+    # in every forward, ranks may run different numbers of GradCache chunks (after dropping bad rows).
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused, broadcast_buffers=False)
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
+                       step_scheduler_with_optimizer=False, deepspeed_plugin=plugin, kwargs_handlers=[ddp])
+
+
+def find_checkpoint(output: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from: a directory, or "latest" (None when output has none yet)."""
+    if resume is None:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if not (path / TRAINER_STATE).is_file():
+            raise FileNotFoundError(f"resume: {path} is not a checkpoint (no {TRAINER_STATE})")
+        return path
+    done = [p for p in output.glob("checkpoint-*") if (p / TRAINER_STATE).is_file() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[Path], None],
+                     state: dict[str, Any]) -> Path:
+    """checkpoint-N: the HF export, accelerate's state and `state` (trainer_state.json), written under a
+    temporary name and renamed when complete, so a crash never leaves a half checkpoint to resume from."""
+    final, tmp = out / f"checkpoint-{step}", out / f"checkpoint-{step}.tmp"
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    export(tmp)
+    acc.save_state(str(tmp / STATE_DIR))
+    if acc.is_main_process:
+        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    acc.wait_for_everyone()
+    return final
+
+
+def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, float]:
+    """Per-step log terms averaged over processes (each holds an equal share of the batch)."""
+    if acc.num_processes == 1:
+        return terms
+    keys = sorted(terms)
+    t = torch.tensor([terms[k] for k in keys], device=acc.device, dtype=torch.float64)
+    return dict(zip(keys, acc.reduce(t, reduction="mean").tolist(), strict=True))
+
+
+class Trainer:
+    """Base of `SFTTrainer` and `RLTrainer`: they set `acc`, `out`, `backbone`, `model` (prepared),
+    `eval_fn` and `step`, and implement `export` and `save_checkpoint`."""
+
+    acc: Accelerator
+    out: Path
+    backbone: Backbone
+    model: torch.nn.Module
+    eval_fn: EvalFn | None
+    step: int
+
+    def _log(self, line: dict[str, Any]) -> None:
+        if self.acc.is_main_process:
+            with (self.out / LOG).open("a") as f:
+                f.write(json.dumps(line, default=str) + "\n")
+
+    def _evaluate(self) -> None:
+        assert self.eval_fn is not None
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                result = self.eval_fn(self.backbone, self.step)
+        finally:
+            self.model.train()
+        self._log({"step": self.step, "eval": result})
+
+    def _export_full(self, directory: Path, hf_state: dict[str, torch.Tensor]) -> None:
+        """The HF layout + processor + ume_recipe.json (main process only)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backbone.model.save_pretrained(directory, state_dict=hf_state)
+        self.backbone.processor.save_pretrained(directory)
+        self.backbone.recipe.save(directory)
+
+    def _hf_state(self) -> dict[str, torch.Tensor]:
+        """The trained weights under the stock model's names (gathers ZeRO-3 shards; on every rank)."""
+        return {k.removeprefix("model."): v for k, v in self.acc.get_state_dict(self.model).items()}
+
+    def _restore(self, ckpt: Path, state: dict[str, Any]) -> None:
+        """Load accelerate's state and drop log lines written after the checkpoint (a crashed run's tail)."""
+        self.acc.load_state(str(ckpt / STATE_DIR))
+        self.step = int(state["step"])
+        if self.acc.is_main_process and (self.out / LOG).is_file():
+            lines = (self.out / LOG).read_text().splitlines()
+            kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
+            (self.out / LOG).write_text("".join(ln + "\n" for ln in kept))
+        self.acc.wait_for_everyone()
