@@ -14,7 +14,7 @@ def test_demo_runs_on_the_shipped_models(minimmeb_root, tmp_path):
     plan = DemoPlan(work=tmp_path / "work", scale="tiny")  # the session's tiny MiniMMEB build
     summary = run_demo(tmp_path / "demo", plan, limit=1, pool_limit=2, samples=2, max_new_tokens=8)
     assert [f["finding"] for f in summary["findings"]] == [
-        "SFT lifts both embeddings above chance", "generative beats discriminative", "the oracle beats both",
+        "SFT lifts both embeddings above chance (by 2 standard errors)", "generative beats discriminative", "the oracle beats both",
         "RL improves the generative embedding over SFT", "pass@k coverage rises with k"]
     assert "overall" in summary["table"] and "(13)" in summary["table"] and "| chance | SFT disc |" in summary["table"]
     assert (tmp_path / "demo" / "demo.md").exists() and (tmp_path / "demo" / "rl" / "plots" / "passk.png").exists()

@@ -121,3 +121,15 @@ def test_two_processes_match_one(mmeb_root, tiny_dirs, tmp_path):
     assert scores(tmp_path / "two") == scores(tmp_path / "one")
     shards = {p.name.split("-")[1] for p in (tmp_path / "two" / "cache").rglob("chunk-*.npz")}
     assert shards == {"0", "1"}  # both ranks encoded a share
+
+
+def test_overall_standard_error_adds_task_errors_in_quadrature():
+    from ume.evaluate.report import aggregate, standard_error
+    from ume.evaluate.tasks import select_tasks
+
+    a, b = select_tasks(benchmark="minimmeb")[:2]
+    se = {a.name: standard_error([1, 0, 1, 0]), b.name: standard_error([1, 1, 1, 1])}
+    assert se[a.name] == pytest.approx(100 * np.sqrt(1 / 3) / 2) and se[b.name] == 0.0  # sample std, ddof 1
+    overall = aggregate({a.name: 50.0, b.name: 100.0}, [a, b], se)["overall"]
+    assert overall["mean"] == 75.0 and overall["se"] == pytest.approx(se[a.name] / 2)
+    assert "se" not in aggregate({a.name: 50.0}, [a, b])["overall"]  # no per-query data, no error bar

@@ -34,16 +34,19 @@ class DemoPlan:
         return self.work / "minimmeb"
 
     def training_commands(self) -> list[list[str]]:
-        """The exact commands that produced the shipped models (also what --retrain runs)."""
+        """The exact commands that produced the shipped models (also what --retrain runs). `--resume latest`
+        makes an interrupted retrain continue from its last checkpoint (and a finished stage return at once)."""
         base, sft, rl = self.work / "base", self.work / "sft", self.work / "rl"
         ume = [sys.executable, "-m", "ume"]
         return [
             [*ume, "tiny", "build", str(base), "--size", "small", "--seed", str(self.seed), "--corpus",
              str(self.data / "train" / "sft.json")],
             [*ume, "train", "sft", "--config", str(self.models / "sft_config.json"), "--model", str(base),
-             "--data", str(self.data / "train" / "sft.json"), "--media-root", str(self.data), "--output", str(sft)],
+             "--data", str(self.data / "train" / "sft.json"), "--media-root", str(self.data), "--output", str(sft),
+             "--resume", "latest"],
             [*ume, "train", "rl", "--config", str(self.models / "rl_config.json"), "--model", str(sft),
-             "--data", str(self.data / "train" / "rl.json"), "--media-root", str(self.data), "--output", str(rl)],
+             "--data", str(self.data / "train" / "rl.json"), "--media-root", str(self.data), "--output", str(rl),
+             "--resume", "latest"],
         ]
 
 
@@ -97,6 +100,10 @@ def _overall(summary: dict[str, Any], run: str) -> float:
     return summary["runs"][run]["aggregate"]["overall"]["mean"]
 
 
+def _se(summary: dict[str, Any], run: str) -> float:
+    return summary["runs"][run]["aggregate"]["overall"].get("se", 0.0)
+
+
 def examples(run_dir: Path, n: int = 3) -> list[dict[str, Any]]:
     """A few gen-mode queries with their reasoning and the rank of their positive."""
     picked = []
@@ -126,8 +133,11 @@ def findings(sft: dict[str, Any], rl: dict[str, Any]) -> list[dict[str, Any]]:
     passk = {k: sum(v) / len(v) for k, v in sorted(curve.items())}
     ks = list(passk)
     return [
-        {"finding": "SFT lifts both embeddings above chance", "holds": min(sft_disc, sft_gen) > floor,
-         "numbers": {"chance": floor, "sft_disc": sft_disc, "sft_gen": sft_gen}},
+        {"finding": "SFT lifts both embeddings above chance (by 2 standard errors)",
+         "holds": all(score - floor > 2 * _se(sft, run) for score, run in ((sft_disc, "disc-disc"),
+                                                                          (sft_gen, "gen-gen"))),
+         "numbers": {"chance": floor, "sft_disc": sft_disc, "sft_disc_se": _se(sft, "disc-disc"),
+                     "sft_gen": sft_gen, "sft_gen_se": _se(sft, "gen-gen")}},
         {"finding": "generative beats discriminative", "holds": gen > disc, "numbers": {"gen": gen, "disc": disc}},
         {"finding": "the oracle beats both", "holds": orc > max(gen, disc), "numbers": {"oracle": orc}},
         {"finding": "RL improves the generative embedding over SFT", "holds": gen > sft_gen,
@@ -146,7 +156,10 @@ def table(sft: dict[str, Any], rl: dict[str, Any]) -> str:
     def cell(summary: dict[str, Any], run: str, section: str, key: str | None) -> str:
         agg = summary["runs"][run]["aggregate"][section]
         g = agg if key is None else agg[key]
-        return "–" if g["mean"] is None else f"{g['mean']:.1f} ({g['n']})"
+        if g["mean"] is None:
+            return "–"
+        err = f" ± {g['se']:.1f}" if section == "overall" and "se" in g else ""
+        return f"{g['mean']:.1f}{err} ({g['n']})"
 
     for key in first["meta_task"]:
         lines.append(f"| {key} | " + " | ".join(cell(s, r, "meta_task", key) for _, s, r in cols) + " |")
@@ -195,7 +208,8 @@ def render(summary: dict[str, Any]) -> str:
            f"First {summary['limit_per_task']} queries per task; global tasks rank against their positives plus "
            f"{summary['pool_limit']} fixed distractors (the full build has 200 queries per task and full pools: "
            "`ume eval` runs it). Scores x100 (hit@1, ndcg_linear@5 for visdoc), task counts in parentheses; "
-           "overall is task-weighted.", "", summary["table"], "",
+           "overall is task-weighted, ± its standard error over queries; chance is the expected score of a random "
+           "ranking of the same candidates.", "", summary["table"], "",
            "## Compositional hold-out (attribute combinations never seen in training)", "",
            summary["holdout_table"], "",
            "## Findings, in miniature (the first is a sanity check, the other four the paper's)", ""]

@@ -17,15 +17,21 @@ MODALITIES = ("image", "video", "visdoc")
 DERIVED = ("oracle", "chance")  # report columns that are not model runs: no leaderboard file
 
 
-def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta]) -> dict[str, Any]:
+def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta],
+              task_se: dict[str, float] | None = None) -> dict[str, Any]:
     """Means of task scores (x100) per meta-task, per modality and overall (task-weighted), each with its
-    task count and the selected tasks it is missing, so a partial average is never mistaken for a full one."""
+    task count and the selected tasks it is missing, so a partial average is never mistaken for a full one.
+    With `task_se` (each task's standard error over its queries), also the mean's standard error `se`:
+    queries are independent samples, so the task errors add in quadrature."""
 
     def group(members: list[TaskMeta]) -> dict[str, Any]:
         present = [t.name for t in members if t.name in task_scores]
-        return {"mean": float(np.mean([task_scores[n] for n in present])) if present else None,
-                "n": len(present), "of": len(members),
-                "missing": [t.name for t in members if t.name not in task_scores]}
+        out = {"mean": float(np.mean([task_scores[n] for n in present])) if present else None,
+               "n": len(present), "of": len(members),
+               "missing": [t.name for t in members if t.name not in task_scores]}
+        if task_se is not None and present:
+            out["se"] = float(np.sqrt(sum(task_se[n] ** 2 for n in present)) / len(present))
+        return out
 
     meta_keys = list(dict.fromkeys(t.meta_key for t in selected))
     return {
@@ -36,10 +42,16 @@ def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta]) -> di
     }
 
 
-def _fmt(g: dict[str, Any]) -> str:
+def _fmt(g: dict[str, Any], se: bool = False) -> str:
     if g["mean"] is None:
         return "–"
-    return f"{g['mean']:.1f} ({g['n']})" if g["n"] == g["of"] else f"{g['mean']:.1f} ({g['n']}/{g['of']})"
+    err = f" ± {g['se']:.1f}" if se and "se" in g else ""
+    return f"{g['mean']:.1f}{err} ({g['n']})" if g["n"] == g["of"] else f"{g['mean']:.1f}{err} ({g['n']}/{g['of']})"
+
+
+def standard_error(scores: Sequence[float]) -> float:
+    """Standard error (x100) of a task's mean over its per-query scores; 0 for a single query."""
+    return float(100 * np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -52,11 +64,13 @@ def markdown(summary: dict[str, Any]) -> str:
     for mod in first["modality"]:
         lines.append(f"| **{mod}** | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["modality"][mod])
                                                      for lab in labels) + " |")
-    lines.append("| **overall** | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["overall"])
+    lines.append("| **overall** | " + " | ".join(_fmt(summary["runs"][lab]["aggregate"]["overall"], se=True)
                                                  for lab in labels) + " |")
     out = ["# Evaluation report", "", f"model: `{summary['model']}`", "",
            "Scores x100 (hit@1; ndcg_linear@5 for visdoc); in parentheses the number of tasks averaged "
-           "(n/of when some selected tasks are missing). Overall is the task-weighted mean.", "", *lines, ""]
+           "(n/of when some selected tasks are missing). Overall is the task-weighted mean, ± its standard "
+           "error over queries; `chance` is the expected score of a random ranking of the same candidates.",
+           "", *lines, ""]
     tasks = summary["tasks"]
     out += ["## Per task", "", "| task | modality | meta-task | " + " | ".join(labels) + " |",
             "|---|---|---|" + "---|" * len(labels)]
@@ -139,7 +153,9 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
     runs = {}
     for lab in labels:
         task_scores = {r.task.name: 100 * r.scores[lab][r.task.metric] for r in results if lab in r.scores}
-        runs[lab] = {"tasks": task_scores, "aggregate": aggregate(task_scores, selected)}
+        task_se = None if lab == "chance" else {r.task.name: standard_error(r.per_query[lab])
+                                                 for r in results if lab in r.scores}
+        runs[lab] = {"tasks": task_scores, "aggregate": aggregate(task_scores, selected, task_se)}
         if lab not in DERIVED:
             full = {r.task.name: r.scores[lab] for r in results if lab in r.scores}
             write_json(out / f"leaderboard_{lab}.json", leaderboard(cfg.model, selected, full))
