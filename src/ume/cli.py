@@ -124,14 +124,17 @@ def demo_cmd(
     samples: Annotated[int, typer.Option(help="pass@k: reasoning samples per query.")] = 8,
 ) -> None:
     """The built-in default: evaluate the shipped MiniMMEB models (disc, gen, oracle, pass@k)."""
-    from ume.demo import DemoPlan, ensure_data, run_demo
+    from ume.demo import DemoPlan, ensure_data, run_demo, write_card
     from ume.demo import retrain as do_retrain
 
     plan = DemoPlan()
+    times = None
     if retrain:
         ensure_data(plan)
-        do_retrain(plan)
+        times = do_retrain(plan)
     summary = run_demo(output, plan, limit=limit, pool_limit=pool_limit, samples=samples)
+    if times is not None:
+        typer.echo(f"training card: {write_card(plan, times, summary)}")
     typer.echo((output / "demo.md").read_text())
     typer.echo(f"report: {output} ({summary['wall_s']:.0f} s)")
 

@@ -72,7 +72,7 @@ def retrain(plan: DemoPlan) -> dict[str, Any]:
         print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
         t = time.perf_counter()
         subprocess.run(cmd, check=True)
-        times[cmd[3] if cmd[3] != "tiny" else "tiny build"] = time.perf_counter() - t
+        times["tiny build" if cmd[3] == "tiny" else cmd[4]] = time.perf_counter() - t  # "sft", "rl"
     for name, src in (("ume-demo-sft", plan.work / "sft"), ("ume-demo-rl", plan.work / "rl")):
         dst = plan.models / name
         if dst.exists():
@@ -242,8 +242,11 @@ def write_card(plan: DemoPlan, times: dict[str, float], summary: dict[str, Any])
                 **last(plan.models / "ume-demo-sft" / "train_log.jsonl")},
         "rl": {"config": json.loads((plan.models / "rl_config.json").read_text()),
                **last(plan.models / "ume-demo-rl" / "train_log.jsonl")},
-        "wall_seconds": times,
+        "command_wall_seconds": times,
+        "times_note": ("train_seconds sums the optimiser-step times of the whole run (data waits excluded); "
+                       "command_wall_seconds is this retrain's wall time per command, where a stage that "
+                       "resumed from its finished checkpoint returns in seconds"),
         "eval": {"table": summary["table"], "findings": summary["findings"],
-                 "limit_per_task": summary["limit_per_task"]},
+                 "limit_per_task": summary["limit_per_task"], "pool_limit": summary["pool_limit"]},
     }
     return write_json(plan.models / CARD, card)
