@@ -76,7 +76,7 @@ def add_lora(model: Any, cfg: SFTConfig) -> Any:
 
 
 def tower_of(name: str) -> str:
-    """"vision", "merger" or "llm" for a parameter name of the stock model (peft-wrapped or not)."""
+    """The tower ("vision", "merger" or "llm") of a parameter of the stock model, peft-wrapped or not."""
     _, visual, rest = name.partition("visual.")
     if not visual:
         return "llm"
