@@ -86,6 +86,10 @@ def test_bad_rows_name_file_row_field(tmp_path):
         load_rl_pairs([str(f)], None, Recipe())
     pairs, bad = load_rl_pairs([str(f)], None, Recipe(), skip_bad_rows=True)
     assert len(pairs) == 2 and [(b.row, b.field) for b in bad] == [(1, "qry_text"), (2, "qry_image")]
+    broken = tmp_path / "broken.jsonl"  # the same reader as SFT: invalid JSON names the file and line
+    broken.write_text('{"qry_text": "a", "pos_text": "b"}\n{"qry_text": \n')
+    with pytest.raises(DataError, match=r"broken.jsonl: not valid JSON \(line 2:"):
+        load_rl_pairs([str(broken)], None, Recipe())
 
 
 @pytest.mark.slow

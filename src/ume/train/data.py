@@ -107,12 +107,29 @@ def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bo
     return Side(text=text, response=response, images=images, video=video)
 
 
+def _jsonl_record(path: Path, line: int, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {line}: {e.msg})") from e
+
+
+def keep_or_raise(bad: list[BadRow], file: str, row: int, error: DataError, skip: bool) -> None:
+    """A row failed validation: raise with file, row and field, or record it when skipping bad rows."""
+    field_name, _, reason = str(error).partition(": ")
+    found = BadRow(file, row, field_name, reason)
+    if not skip:
+        raise DataError(found.message()) from None
+    bad.append(found)
+
+
 def read_records(path: Path) -> list[Any]:
-    """A JSON list, or JSONL (one record per line) when the suffix is .jsonl."""
+    """A JSON list, or JSONL (one record per line) when the suffix is .jsonl. A parse error names the
+    file's line (for JSONL, the record's line, not a line inside the record)."""
     try:
         if path.suffix == ".jsonl":
             with path.open() as f:
-                return [json.loads(line) for line in f if line.strip()]
+                return [_jsonl_record(path, n, text) for n, text in enumerate(f, 1) if text.strip()]
         records = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
@@ -140,11 +157,7 @@ def load_file(path: str | Path, media_root: str | Path | None, recipe: Recipe, c
             qry = parse_side(rec.get("qry"), "qry", root, recipe, check_files)
             pos = parse_side(rec.get("pos"), "pos", root, recipe, check_files)
         except DataError as e:
-            field_name, _, reason = str(e).partition(": ")
-            row = BadRow(str(path), i, field_name, reason)
-            if not skip_bad_rows:
-                raise DataError(row.message()) from None
-            bad.append(row)
+            keep_or_raise(bad, str(path), i, e, skip_bad_rows)
             continue
         pairs.append(Pair(qry, pos, source, str(path), i))
     return pairs, bad

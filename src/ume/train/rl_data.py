@@ -5,7 +5,6 @@ the run with its file, row and field, or is skipped and reported.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 
 from ume.inputs import Item
 from ume.recipe import Recipe
-from ume.train.data import BadRow, DataError, user_text
+from ume.train.data import BadRow, DataError, keep_or_raise, read_records, user_text
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,8 @@ def load_rl_pairs(files: list[str], media_root: str | None, recipe: Recipe, chec
     bad: list[BadRow] = []
     for name in files:
         path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"RL data file not found: {path}")
         root = Path(media_root) if media_root else path.parent
-        text = path.read_text(encoding="utf-8")
-        rows = json.loads(text) if path.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
-        for i, row in enumerate(rows):
+        for i, row in enumerate(read_records(path)):
             try:
                 if not isinstance(row, dict):
                     raise DataError(f"row: expected a JSON object, got {type(row).__name__}")
@@ -71,11 +66,7 @@ def load_rl_pairs(files: list[str], media_root: str | None, recipe: Recipe, chec
                                     _side(row, "pos", root, recipe, check_files),
                                     str(row.get("source", path.stem)), str(path), i))
             except DataError as e:
-                field_name, _, reason = str(e).partition(": ")
-                b = BadRow(str(path), i, field_name, reason)
-                if not skip_bad_rows:
-                    raise DataError(b.message()) from None
-                bad.append(b)
+                keep_or_raise(bad, str(path), i, e, skip_bad_rows)
     if len(pairs) < 2:
         raise DataError(f"RL needs at least 2 valid pairs (the reward contrasts pairs); got {len(pairs)}")
     return pairs, bad
