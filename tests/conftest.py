@@ -69,9 +69,10 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mmeb_root(tmp_path_factory):
-    from mmeb_fixture import build_mmeb_fixture
+    """Every MMEB-V2 task in its published repo layout (tests/mmeb_fixture.py), built once."""
+    from mmeb_fixture import build_mmeb_tree
 
-    return build_mmeb_fixture(tmp_path_factory.mktemp("mmeb"))
+    return build_mmeb_tree(tmp_path_factory.mktemp("mmeb"))
 
 
 @pytest.fixture(scope="session")

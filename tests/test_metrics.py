@@ -55,6 +55,39 @@ def test_rank_is_stable_on_ties():
     assert rank(np.array([0.5, 0.9, 0.5, 0.9]), ["a", "b", "c", "d"]) == ["b", "d", "a", "c"]
 
 
+NEAR = 0.5 + 1e-9  # closer than SCORE_DECIMALS: float noise
+TIED = np.array([0.5, NEAR, 0.9, 0.5, 0.9, 0.5, 0.1, NEAR, 0.5, 0.9, 0.5, 0.5], dtype=np.float32)
+LETTERS = list("abcdefghijkl")
+
+
+def test_ume_ties_round_near_ties_and_keep_list_order():
+    for scores in (TIED, TIED.astype(np.float64)):
+        assert rank(scores, LETTERS) == ["c", "e", "j", "a", "b", "d", "f", "h", "i", "k", "l", "g"]
+        assert rank(scores, LETTERS, ties="ume") == rank(scores, LETTERS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_ties_are_numpys_default_argsort_on_raw_scores(dtype):
+    scores = TIED.astype(dtype)
+    assert rank(scores, LETTERS, ties="reference") == [LETTERS[i] for i in np.argsort(-scores)]
+    scores = np.array([0.5, NEAR, 0.9, 0.5], dtype=np.float64)  # a near-tie is ordered by its noise
+    assert rank(scores, list("abcd"), ties="reference")[:2] == ["c", "b"]
+    assert rank(scores, list("abcd")) == ["c", "a", "b", "d"]
+
+
+def test_reference_rows_equal_the_reference_matrix_argsort():
+    """Global tasks: the reference sorts the whole score matrix (axis=1); row by row gives the same order."""
+    scores = np.random.default_rng(0).integers(0, 4, size=(20, 300)).astype(np.float32) / 4  # many ties
+    names = [f"c{i}" for i in range(300)]
+    full = np.argsort(-scores, axis=1)
+    assert all(rank(row, names, ties="reference") == [names[i] for i in full[q]] for q, row in enumerate(scores))
+
+
+def test_rank_rejects_unknown_tie_modes():
+    with pytest.raises(ValueError, match="ties"):
+        rank(np.array([1.0]), ["a"], ties="random")  # type: ignore[arg-type]
+
+
 def test_mean_metrics_has_the_26_reference_keys():
     m = mean_metrics([query_metrics(P, L), query_metrics(["z"], ["q"])])
     assert len(m) == 26 and set(METRIC_KEYS) <= set(m) and m["num_pred"] == 2 == m["num_data"]

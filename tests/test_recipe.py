@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -31,14 +32,36 @@ def test_rendered_prompt_matches_reference(encoders, family):
 
 def test_blank_image_policy(encoder):
     proc = encoder.backbone.processor
+    pad = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     text_only = LoadedItem("hello", [], None)
     batch = make_batch(proc, Recipe(), [text_only])
-    assert batch["image_grid_thw"].tolist() == [[1, 2, 2]]  # one 28x28 white image = one visual token
-    assert int((batch["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum()) == 1
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4]]  # qwen-vl-utils enlarges the 28x28 blank to 56x56
+    assert int((batch["input_ids"] == pad).sum()) == 4
+    old = make_batch(proc, Recipe(vision_preprocess="processor"), [text_only])
+    assert old["image_grid_thw"].tolist() == [[1, 2, 2]]  # processor only: 784 px = one visual token
+    assert int((old["input_ids"] == pad).sum()) == 1
     never = make_batch(proc, Recipe(blank_image="never"), [text_only])
     assert "image_grid_thw" not in never
     with_image = make_batch(proc, Recipe(), [LoadedItem("x", [Image.new("RGB", (64, 64))], None)])
     assert with_image["image_grid_thw"].tolist() == [[1, 4, 4]]  # a real image gets no extra blank
+
+
+def test_vision_preprocess_by_version(tmp_path):
+    assert Recipe().vision_preprocess == "qwen-vl-utils" and Recipe().version == 2
+    v1 = {k: v for k, v in Recipe().to_dict().items() if k != "vision_preprocess"} | {"version": 1}
+    assert Recipe.from_dict(v1).vision_preprocess == "processor"  # what version-1 checkpoints were trained with
+    v2 = {k: v for k, v in Recipe().to_dict().items() if k != "vision_preprocess"}
+    assert Recipe.from_dict(v2).vision_preprocess == "qwen-vl-utils"
+    Recipe(vision_preprocess="processor").save(tmp_path)
+    assert Recipe.load(tmp_path) == Recipe(vision_preprocess="processor")
+    assert Recipe(vision_preprocess="processor").digest() != Recipe().digest()  # caches are keyed apart
+
+
+@pytest.mark.parametrize("model", ["ume-demo-sft", "ume-demo-rl"])
+def test_shipped_demo_recipes_keep_the_processor_path(model):
+    directory = Path(__file__).parents[1] / "models" / model
+    assert json.loads((directory / RECIPE_FILE).read_text())["version"] == 1
+    assert Recipe.load(directory).vision_preprocess == "processor"
 
 
 def test_recipe_roundtrip_and_default(tmp_path):
@@ -59,3 +82,5 @@ def test_invalid_recipe_values():
         Recipe(blank_image="sometimes")
     with pytest.raises(ValueError, match="disc_token"):
         Recipe(disc_separator="\n")
+    with pytest.raises(ValueError, match="vision_preprocess"):
+        Recipe(vision_preprocess="torchvision")

@@ -8,18 +8,23 @@ specs and the written eval files, so a generator bug that writes a wrong label f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from ume.synth.build import build
 from ume.synth.cli import synth_app
+from ume.synth.docpage import Page, render_page
 from ume.synth.draw import render_scene
 from ume.synth.scene import Obj
 from ume.synth.tasks import BASE_TASKS, MINI_TASKS, TASKS_BY_NAME
@@ -28,6 +33,11 @@ from ume.synth.vocab import CELL_NAMES, HOLDOUT_COMBOS, NUMBER_WORDS
 N = 12  # queries per task at scale "tiny"
 LOADERS = {"image_cls", "image_qa", "image_t2i", "image_i2t", "image_i2i_vg", "video_classification", "msrvtt",
            "nextqa", "moment_retrieval", "vidore"}
+# The published layouts, spelled out here rather than taken from the writer (docs/minimmeb.md "Files").
+HUB = "minimmeb"  # ROOT/<owner>/<repo>
+IMAGE_REPO = f"{HUB}/MiniMMEB_Test_Instruct"  # as ziyjiang/MMEB_Test_Instruct
+MEDIA = f"{HUB}/MiniMMEB-V2"  # as TIGER-Lab/MMEB-V2, unpacked
+SHARD = "test-00000-of-00001.parquet"
 FORMAT = re.compile(r"<think>.*?</think>.*?\s*<answer>.*?\s*<gen_emb>", re.DOTALL)
 DIRS = {(0, -1): "left", (0, 1): "right", (-1, 0): "up", (1, 0): "down"}
 
@@ -47,10 +57,28 @@ def scenes(root: Path, task: str) -> list[dict[str, Any]]:
     return read_jsonl(root / "scenes" / f"{task}.jsonl")
 
 
-def rows(root: Path, task: str) -> list[dict[str, Any]]:
+def row_file(root: Path, task: str) -> Path:
     t = TASKS_BY_NAME[task]
-    folder = "MMEB_Test_Instruct" if t.modality == "image" else "video-annotations"
-    return read_jsonl(root / folder / task / "test.jsonl")
+    return root / IMAGE_REPO / task / SHARD if t.modality == "image" else root / HUB / task / "data" / SHARD
+
+
+def read_parquet(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(path).to_pylist()
+
+
+def rows(root: Path, task: str) -> list[dict[str, Any]]:
+    return read_parquet(row_file(root, task))
+
+
+def visdoc(root: Path, task: str, config: str) -> list[dict[str, Any]]:
+    return read_parquet(root / HUB / task / config / SHARD)
+
+
+def card_configs(path: Path) -> dict[str, list[dict[str, str]]]:
+    """The YAML `configs:` of a dataset card: config name -> data_files."""
+    text = path.read_text()
+    assert text.startswith("---\n")
+    return {c["config_name"]: c["data_files"] for c in yaml.safe_load(text.split("---\n")[1])["configs"]}
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -77,8 +105,10 @@ def test_other_seed_changes_data_not_layout(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out, seed in ((a, 0), (b, 1)):
         build(out, seed=seed, scale="tiny", progress=False)
-    tables = [sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json*")) for out in (a, b)]
+    tables = [sorted(p.relative_to(out).as_posix() for ext in ("*.json*", "*.parquet", "*.md")
+                     for p in out.rglob(ext)) for out in (a, b)]
     assert tables[0] == tables[1]
+    assert sum(t.endswith(".parquet") for t in tables[0]) == sum(3 if t.modality == "visdoc" else 1 for t in MINI_TASKS)
     assert (a / "train" / "sft.json").read_bytes() != (b / "train" / "sft.json").read_bytes()
 
 
@@ -105,7 +135,48 @@ def test_preview_draws_every_task(root):
     assert img.height > 150 * len(MINI_TASKS) and img.width > 1000
 
 
-# ---- schemas (docs/data-layout.md) ------------------------------------------------------------------------
+# ---- layouts and schemas (docs/minimmeb.md "Files") --------------------------------------------------------
+def test_build_is_a_tree_of_hub_snapshots(root):
+    image = [t.name for t in MINI_TASKS if t.modality == "image"]
+    others = [t.name for t in MINI_TASKS if t.modality != "image"]
+    assert sorted(p.name for p in (root / HUB).iterdir()) == sorted(["MiniMMEB_Test_Instruct", "MiniMMEB-V2", *others])
+    assert sorted(p.name for p in (root / MEDIA).iterdir()) == ["image-tasks", "video-tasks"]
+    assert sorted(p.name for p in (root / IMAGE_REPO).iterdir()) == sorted(["README.md", *image])
+    for task in image:
+        assert [p.name for p in (root / IMAGE_REPO / task).iterdir()] == [SHARD]
+    assert card_configs(root / IMAGE_REPO / "README.md") == {
+        t: [{"split": "test", "path": f"{t}/test-*"}] for t in image}
+    for t in MINI_TASKS:
+        if t.modality == "video":  # the card says what the default patterns of `datasets` find: data/test-*
+            assert sorted(p.relative_to(root / HUB / t.name).as_posix()
+                          for p in (root / HUB / t.name).rglob("*")) == ["README.md", "data", f"data/{SHARD}"]
+            assert card_configs(root / HUB / t.name / "README.md") == {
+                "default": [{"split": "test", "path": "data/test-*"}]}
+    assert not list(root.rglob("pages")) and not list(root.rglob(".*.tmp"))
+    top = {p.name for p in root.iterdir()} - {"preview.png"}  # test_preview_draws_every_task may have run
+    assert top == {HUB, "manifest.json", "scenes", "train"}
+
+
+def test_datasets_reads_the_hub_layout(root, tmp_path):
+    """`datasets` itself resolves the configs and splits, and decodes the pages as an `Image` feature."""
+    import datasets
+
+    cache = str(tmp_path / "cache")
+    vqa = datasets.load_dataset(str(root / IMAGE_REPO), "MiniVQA", split="test", cache_dir=cache)
+    assert vqa.to_list() == rows(root, "MiniVQA")
+    assert vqa.features["tgt_text"] == datasets.List(datasets.Value("string"))
+    track = datasets.load_dataset(str(root / HUB / "MiniTrackQA"), split="test", cache_dir=cache)
+    assert track.to_list() == rows(root, "MiniTrackQA")
+    corpus = datasets.load_dataset(str(root / HUB / "MiniDocTable"), "corpus", split="test", cache_dir=cache)
+    assert isinstance(corpus.features["image"], datasets.Image)
+    pages = {cid: p for s in scenes(root, "MiniDocTable") for cid, p in s["spec"]["pages"].items()}
+    assert len(corpus) == len(pages)
+    first = corpus[0]
+    assert first["image"].convert("RGB").tobytes() == render_page(Page(**pages[first["corpus-id"]])).tobytes()
+    assert card_configs(root / HUB / "MiniDocTable" / "README.md") == {
+        c: [{"split": "test", "path": f"{c}/test-*"}] for c in ("corpus", "qrels", "queries")}
+
+
 def mmeb_query(loader: str, row: dict[str, Any]) -> str:
     """The reference loaders' query assembly (spec §3.3), to check the written strings come out clean."""
     inst = row["qry_inst"].replace("<|image_1|>", "")
@@ -122,7 +193,10 @@ def mmeb_query(loader: str, row: dict[str, Any]) -> str:
 @pytest.mark.parametrize("task", [t.name for t in MINI_TASKS if t.modality == "image"])
 def test_image_rows_follow_the_layout(root, task):
     t = TASKS_BY_NAME[task]
-    media = root / "MMEB-V2" / "image-tasks"
+    media = root / MEDIA / "image-tasks"
+    assert pq.read_schema(row_file(root, task)).remove_metadata() == pa.schema([
+        ("qry_inst", pa.string()), ("qry_text", pa.string()), ("qry_img_path", pa.string()), ("tgt_inst", pa.string()),
+        ("tgt_text", pa.list_(pa.string())), ("tgt_img_path", pa.list_(pa.string()))])
     table = rows(root, task)
     assert len(table) == N
     for row in table:
@@ -145,15 +219,15 @@ def test_image_rows_follow_the_layout(root, task):
 @pytest.mark.parametrize("task", [t.name for t in MINI_TASKS if t.modality == "video"])
 def test_video_rows_follow_the_layout(root, task):
     t = TASKS_BY_NAME[task]
-    frames = root / "MMEB-V2" / "video-tasks" / "frames" / t.group / task
+    frames = root / MEDIA / "video-tasks" / "frames" / t.group / task
     fields = {"video_classification": {"video_id", "pos_text"}, "msrvtt": {"video_id", "video", "caption"},
-              "nextqa": {"video", "question", "a0", "a1", "a2", "a3", "a4", "answer"},
-              "moment_retrieval": {"video", "query"}}[t.loader]
+              "nextqa": {"video", "question", "a0", "a1", "a2", "a3", "a4", "answer", "qid", "type"},
+              "moment_retrieval": {"query", "video_path"}}[t.loader]
     table = rows(root, task)
-    assert len(table) == N
+    assert len(table) == N and sorted(p.name for p in frames.iterdir()) == [f"vid{i:05d}" for i in range(N)]
     for row in table:
-        assert fields <= set(row)
-        vid = row.get("video_id", row.get("video"))
+        assert set(row) == fields and all(isinstance(v, int if k in ("answer", "qid") else str) for k, v in row.items())
+        vid = Path(row["video_path"]).stem if t.loader == "moment_retrieval" else row.get("video_id", row.get("video"))
         assert (frames / vid).is_dir() and any((frames / vid).iterdir())
         if t.loader == "nextqa":
             assert isinstance(row["answer"], int) and 0 <= row["answer"] < 5
@@ -169,10 +243,17 @@ def test_video_rows_follow_the_layout(root, task):
 
 @pytest.mark.parametrize("task", ["MiniDocTable", "MiniDocReport"])
 def test_visdoc_follows_beir_layout(root, task):
-    tdir = root / "visdoc" / task
-    queries, corpus, qrels = (read_jsonl(tdir / f"{n}.jsonl") for n in ("queries", "corpus", "qrels"))
+    tdir = root / HUB / task
+    queries, corpus, qrels = (visdoc(root, task, n) for n in ("queries", "corpus", "qrels"))
+    assert sorted(p.relative_to(tdir).as_posix() for p in tdir.rglob("*") if p.is_file()) == [
+        "README.md", f"corpus/{SHARD}", f"qrels/{SHARD}", f"queries/{SHARD}"]
+    assert json.loads(pq.read_schema(tdir / "corpus" / SHARD).metadata[b"huggingface"])["info"]["features"] == {
+        "corpus-id": {"dtype": "string", "_type": "Value"}, "image": {"_type": "Image"}}
     assert len(queries) == N and all(set(q) == {"query-id", "query"} for q in queries)
-    assert all(set(c) == {"corpus-id", "image"} and (tdir / c["image"]).is_file() for c in corpus)
+    for c in corpus:
+        assert set(c) == {"corpus-id", "image"} and isinstance(c["corpus-id"], str) and c["image"]["path"] is None
+        assert Image.open(io.BytesIO(c["image"]["bytes"])).format == "PNG"
+    assert len({c["corpus-id"] for c in corpus}) == len(corpus)
     qids, cids = {q["query-id"] for q in queries}, {c["corpus-id"] for c in corpus}
     assert all(r["query-id"] in qids and r["corpus-id"] in cids and isinstance(r["score"], int) for r in qrels)
     assert {r["query-id"] for r in qrels} == qids
@@ -196,7 +277,7 @@ def art(phrase: str) -> str:
 def assert_pixels(root: Path, rel: str, scene: dict[str, Any]) -> None:
     """The written image shows exactly the scene of the spec."""
     drawn = render_scene(tuple(Obj(**o) for o in objects(scene)))
-    assert Image.open(root / "MMEB-V2" / "image-tasks" / rel).tobytes() == drawn.tobytes()
+    assert Image.open(root / MEDIA / "image-tasks" / rel).tobytes() == drawn.tobytes()
 
 
 @pytest.mark.parametrize("task", tasks_of("MiniShapes", "MiniMajority"))
@@ -421,7 +502,7 @@ def test_moment_positive_is_the_described_segment(root):
         seen = [text for _, text in happenings(s["spec"]["video"])]
         cands = s["spec"]["candidates"]
         assert cands[0] == {"name": "positive", "segment": s["spec"]["segment"], "reversed": False}
-        assert seen[s["spec"]["segment"]] == row["query"]
+        assert seen[s["spec"]["segment"]] == row["query"] and row["video_path"] == f"vid{s['index']:05d}.mp4"
         views = [reverse(seen[c["segment"]]) if c["reversed"] else seen[c["segment"]] for c in cands]
         assert views.count(row["query"]) == 1
 
@@ -450,10 +531,16 @@ def test_qrels_rederived_from_page_specs(root, task):
     specs = scenes(root, task)
     pages = {cid: p for s in specs for cid, p in s["spec"]["pages"].items()}
     qrels: dict[str, dict[str, int]] = {}
-    for r in read_jsonl(root / "visdoc" / task / "qrels.jsonl"):
+    for r in visdoc(root, task, "qrels"):
         qrels.setdefault(r["query-id"], {})[r["corpus-id"]] = r["score"]
     for s in specs:
         assert doc_relevance(task, s["spec"]["query"], pages) == qrels[s["query-id"]]
+    assert [q["query-id"] for q in visdoc(root, task, "queries")] == [s["query-id"] for s in specs]
+    corpus = visdoc(root, task, "corpus")
+    assert [c["corpus-id"] for c in corpus] == list(pages)
+    for c in corpus:  # each page's PNG bytes show the page its spec describes
+        drawn = render_page(Page(**pages[c["corpus-id"]]))
+        assert Image.open(io.BytesIO(c["image"]["bytes"])).convert("RGB").tobytes() == drawn.tobytes()
 
 
 # ---- training data ---------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="UME-R1 multimodal embeddings: embed, build tiny checkpoints, evaluate, train.")
 tiny_app = typer.Typer(no_args_is_help=True, help="Tiny offline Qwen-VL checkpoints for tests and demos.")
 app.add_typer(tiny_app, name="tiny")
+data_app = typer.Typer(no_args_is_help=True, help="Benchmark data on disk.")
+app.add_typer(data_app, name="data")
 
 
 def _add_subapps() -> None:
@@ -68,10 +70,22 @@ def embed(
     typer.echo(summary)
 
 
+class ProtocolOpt(StrEnum):
+    ume_r1 = "ume-r1"
+    vlm2vec = "vlm2vec"
+
+
+class TiesOpt(StrEnum):
+    ume = "ume"
+    reference = "reference"
+
+
 @app.command("eval")
 def eval_cmd(
     model: Annotated[str | None, typer.Option(help="Checkpoint: local directory or hub id.")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Local MMEB-V2 copy or MiniMMEB build.")] = None,
+    data_root: Annotated[Path | None, typer.Option(
+        help="A tree of dataset snapshots, ROOT/<owner>/<repo> (huggingface-cli download ... --local-dir), or a "
+             "MiniMMEB build. Default: the Hugging Face hub cache, offline.")] = None,
     output: Annotated[Path, typer.Option(help="Report directory.")] = Path("runs/eval"),
     task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable).")] = None,
     benchmark: Annotated[str | None, typer.Option(help="mmeb-v2 | mmeb-v2-image|video|visdoc | minimmeb")] = None,
@@ -90,29 +104,55 @@ def eval_cmd(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (default OUTPUT/cache).")] = None,
+    media_root: Annotated[Path | None, typer.Option(
+        help="An unpacked TIGER-Lab/MMEB-V2 (image-tasks/, video-tasks/frames/) outside the data root.")] = None,
+    download: Annotated[bool, typer.Option(help="Fetch repos missing from the data root / cache (online).")] = False,
+    protocol: Annotated[ProtocolOpt, typer.Option(
+        help="Prompt set: ume-r1 (UME-R1's eval strings: no instructions on ViDoRe tasks) or vlm2vec.")] = (
+        ProtocolOpt.ume_r1),
+    ties: Annotated[TiesOpt, typer.Option(
+        help="Ranking ties: ume (scores rounded to 1e-6, stable) or reference (raw float32 argsort).")] = TiesOpt.ume,
+    allow_missing: Annotated[bool, typer.Option(
+        help="Exit 0 even when some selected tasks could not be loaded (they are still reported).")] = False,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the selected tasks and exit.")] = False,
 ) -> None:
-    """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report."""
+    """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report.
+
+    Exits 1 when a selected task could not be loaded (unless --allow-missing) or when no task scored; the
+    last line says how many tasks scored and which are missing."""
     from ume.evaluate.tasks import select_tasks
 
     if list_tasks:
         for t in select_tasks(task or (), benchmark, modality, meta_task):
-            typer.echo(f"{t.name}\t{t.benchmark}\t{t.modality}\t{t.meta_task}\t{t.loader}\t{t.ranking}\t{t.metric}")
+            typer.echo(f"{t.name}\t{t.benchmark}\t{t.modality}\t{t.meta_task}\t{t.loader}\t{t.ranking}\t{t.metric}"
+                       f"\t{t.source}" + (f" [{t.subset}]" if t.subset else "") + f" {t.split}")
         return
-    if model is None or data_root is None:
-        raise typer.BadParameter("--model and --data-root are required (or use --list)")
+    if model is None:
+        raise typer.BadParameter("--model is required (or use --list)")
     from ume.evaluate.runner import EvalConfig, run_eval
 
-    cfg = EvalConfig(model=model, data_root=str(data_root), output=str(output), tasks=tuple(task or ()),
-                     benchmark=benchmark, modality=modality, meta_task=meta_task, qry_mode=qry_mode.value,
-                     tgt_mode=tgt_mode.value, samples=samples, oracle=oracle, batch_size=batch_size,
-                     max_new_tokens=max_new_tokens, seed=seed, pred_top_k=pred_top_k, limit=limit,
-                     pool_limit=pool_limit, device=device,
-                     dtype=dtype, cache_dir=str(cache_dir) if cache_dir else None)
+    cfg = EvalConfig(model=model, data_root=None if data_root is None else str(data_root), output=str(output),
+                     tasks=tuple(task or ()), benchmark=benchmark, modality=modality, meta_task=meta_task,
+                     qry_mode=qry_mode.value, tgt_mode=tgt_mode.value, samples=samples, oracle=oracle,
+                     batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed, pred_top_k=pred_top_k,
+                     limit=limit, pool_limit=pool_limit, device=device, dtype=dtype,
+                     cache_dir=str(cache_dir) if cache_dir else None,
+                     media_root=None if media_root is None else str(media_root), download=download,
+                     protocol=protocol.value, ties=ties.value, allow_missing=allow_missing)
     summary = run_eval(cfg)
-    if summary:
-        typer.echo((output / "report.md").read_text() if (output / "report.md").exists() else "no task scored")
-        typer.echo(f"report: {output}")
+    if not summary:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if (output / "report.md").exists():
+        typer.echo((output / "report.md").read_text())
+    missing = summary.get("missing", {})
+    for name, reason in missing.items():
+        typer.echo(f"missing {name}: {reason}", err=True)
+    scored, selected = summary["scored"], summary["selected"]
+    typer.echo(f"report: {output}")
+    typer.echo(f"{scored}/{selected} tasks scored, {len(missing)} missing"
+               + (f": {', '.join(missing)}" if missing else ""))
+    if scored == 0 or (missing and not allow_missing):
+        raise typer.Exit(1)
 
 
 @app.command("demo")
@@ -145,6 +185,35 @@ def report_cmd(dirs: Annotated[list[Path], typer.Argument(help="Report directori
     from ume.evaluate.report import compare
 
     typer.echo(compare(dirs))
+
+
+@data_app.command("repos")
+def data_repos(
+    benchmark: Annotated[str, typer.Option(help="mmeb-v2 | mmeb-v2-image|video|visdoc")] = "mmeb-v2",
+    data_root: Annotated[Path, typer.Option(help="Where the snapshots go (ROOT/<owner>/<repo>).")] = Path("ROOT"),
+) -> None:
+    """Print the download command of every repo a benchmark reads (rows and media), one per line."""
+    from ume.evaluate.sources import download_hint
+    from ume.evaluate.tasks import select_tasks
+
+    tasks = select_tasks(benchmark=benchmark)
+    repos = dict.fromkeys([t.source for t in tasks] + [t.media for t in tasks if t.media])
+    for repo in repos:
+        typer.echo(download_hint(repo, data_root))
+    if any(t.media for t in tasks):
+        typer.echo(f"ume data unpack {data_root / 'TIGER-Lab/MMEB-V2'}")
+
+
+@data_app.command("unpack")
+def data_unpack(
+    directory: Annotated[Path, typer.Argument(help="A download of TIGER-Lab/MMEB-V2 (its archives inside).")],
+) -> None:
+    """Extract MMEB-V2's image and frame archives in place, as the reference's download_data.sh does."""
+    from ume.evaluate.unpack import unpack_media
+
+    done = unpack_media(directory)
+    typer.echo(f"unpacked {len(done)} archive(s) in {directory}" + (f": {', '.join(done)}" if done else
+                                                                    " (nothing left to unpack)"))
 
 
 @tiny_app.command("build")

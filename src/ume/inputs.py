@@ -122,7 +122,19 @@ def load_image(src: ImageLike, limits: InputLimits) -> Image.Image:
         img.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"image {_describe(src)}: truncated or corrupt ({e})") from e
-    return img if img.mode == "RGB" else img.convert("RGB")
+    return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB with transparent pixels on white, as qwen-vl-utils does for RGBA (`convert` would put them on black)."""
+    if img.mode == "RGB":
+        return img
+    if not img.has_transparency_data:
+        return img.convert("RGB")
+    rgba = img.convert("RGBA")
+    out = Image.new("RGB", rgba.size, (255, 255, 255))
+    out.paste(rgba, mask=rgba.getchannel("A"))
+    return out
 
 
 def sample_indices(n: int, num_frames: int) -> list[int]:

@@ -7,7 +7,9 @@ A checkpoint without one (e.g. the released UME-R1-2B) gets `Recipe()`, the refe
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import re
 from dataclasses import asdict, dataclass, fields
@@ -29,6 +31,9 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 # Placeholders that MMEB-style texts carry for their visual; the visual travels as a content item.
 PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|image_1|>", "<image>", "<video>")
 _PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
+VISION_PREPROCESS = ("qwen-vl-utils", "processor")
+# A visual as the recipe hands it on: a PIL image, or a data URL (the reference's JPEG blank).
+Visual = Image.Image | str
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class Recipe:
 
     Defaults are the reference (UME-R1) recipe. `blank_image="text_only"` gives every input without a
     visual a white `blank_image_size`² image, as the reference does at inference; `"never"` disables it.
+    `vision_preprocess="qwen-vl-utils"` prepares every image and frame as the reference's eval did
+    (qwen-vl-utils `fetch_image`, blank sent as a JPEG data URL) before the processor's own resize;
+    `"processor"` hands them to the processor as they are (what version-1 recipes were trained with).
     `missing_gen_emb="force"` appends `<gen_emb>` when a completion lacks it and flags the item;
     `"error"` refuses such items (reported per item).
     """
@@ -48,18 +56,23 @@ class Recipe:
     disc_token: str = "<disc_emb>"
     blank_image: Literal["text_only", "never"] = "text_only"
     blank_image_size: int = 28
-    min_pixels: int | None = 784  # reference eval: resize_min_pixels 784 keeps the 28x28 blank at 1 token
-    max_pixels: int | None = 2_359_296  # reference eval / training: 1536^2
+    # The processor's own floor / cap (reference eval: resize_min_pixels 784, resize_max_pixels 1536^2),
+    # for images and video frames alike; with "qwen-vl-utils" they apply after its 3,136-pixel floor.
+    min_pixels: int | None = 784
+    max_pixels: int | None = 2_359_296
     num_frames: int = 8
     readout: Literal["last_layer_post_norm"] = "last_layer_post_norm"
     missing_gen_emb: Literal["force", "error"] = "force"
-    version: int = 1
+    vision_preprocess: Literal["qwen-vl-utils", "processor"] = "qwen-vl-utils"
+    version: int = 2
 
     def __post_init__(self) -> None:
         if self.blank_image not in ("text_only", "never"):
             raise ValueError(f"blank_image must be 'text_only' or 'never', got {self.blank_image!r}")
         if self.missing_gen_emb not in ("force", "error"):
             raise ValueError(f"missing_gen_emb must be 'force' or 'error', got {self.missing_gen_emb!r}")
+        if self.vision_preprocess not in VISION_PREPROCESS:
+            raise ValueError(f"vision_preprocess must be one of {VISION_PREPROCESS}, got {self.vision_preprocess!r}")
         if self.disc_token not in self.disc_separator:
             raise ValueError("disc_separator must contain disc_token: the disc readout reads that token")
 
@@ -83,6 +96,8 @@ class Recipe:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{RECIPE_FILE}: unknown field(s) {sorted(unknown)}")
+        if data.get("version", 1) < 2:  # version 1 predates the field; those checkpoints used the processor only
+            data = {"vision_preprocess": "processor", **data}
         return cls(**data)
 
     @classmethod
@@ -99,13 +114,21 @@ class Recipe:
         clean = _PLACEHOLDER_RE.sub("", text).strip()
         return clean + self.disc_separator + self.generation_prompt
 
-    def visuals(self, item: LoadedItem) -> tuple[list[Image.Image], list[Image.Image] | None]:
-        """The images and video the processor receives, after the blank-image policy."""
-        images = list(item.images)
+    def visuals(self, item: LoadedItem) -> tuple[list[Visual], list[Image.Image] | None]:
+        """The item's images and video after the blank-image policy, before any preprocessing."""
+        images: list[Visual] = list(item.images)
         if not images and item.video is None and self.blank_image == "text_only":
-            size = self.blank_image_size
-            images = [Image.new("RGB", (size, size), (255, 255, 255))]
+            images = [self.blank()]
         return images, item.video
+
+    def blank(self) -> Visual:
+        """The blank for text-only inputs: with qwen-vl-utils a JPEG data URL, as the reference eval sent it."""
+        white = Image.new("RGB", (self.blank_image_size, self.blank_image_size), (255, 255, 255))
+        if self.vision_preprocess == "processor":
+            return white
+        buf = io.BytesIO()
+        white.save(buf, format="JPEG")
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
     def messages(self, item: LoadedItem, response: str | None = None) -> list[dict[str, Any]]:
         """Chat messages for one item: system, user (visuals then text), and optionally the answer."""

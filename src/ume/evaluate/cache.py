@@ -18,10 +18,15 @@ from ume.inputs import Item
 from ume.io import atomic_write
 
 
+def _media_key(src: object) -> str:
+    """A file by its path, in-memory bytes (visdoc pages from parquet) by the hash of their content."""
+    return "sha256:" + hashlib.sha256(src).hexdigest() if isinstance(src, bytes) else str(src)
+
+
 def item_key(item: Item) -> str:
     """A content key: two inputs with the same text and media are the same input."""
-    video = item.video if item.video is None or isinstance(item.video, str) else [str(v) for v in item.video]
-    blob = json.dumps({"text": item.text, "images": [str(i) for i in item.images], "video": video},
+    video = item.video if item.video is None or isinstance(item.video, str) else [_media_key(v) for v in item.video]
+    blob = json.dumps({"text": item.text, "images": [_media_key(i) for i in item.images], "video": video},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha1(blob.encode()).hexdigest()
 

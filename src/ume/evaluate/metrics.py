@@ -4,12 +4,18 @@ Deviation from the reference, on purpose: graded NDCG pairs each relevant id wit
 (max over duplicate pairs, grade > 0), built before any deduplication. The reference zips
 `list(set(labels))` with the original grade list, so grades land on the wrong documents and the value
 depends on PYTHONHASHSEED (ViDoRe_esg_reports_human_labeled_v2 and ViDoSeek-doc are affected).
+
+Ties, by default: `rank` rounds scores to 1e-6 and sorts stably, so float noise never orders candidates
+and 1 and N processes rank alike. The reference (VLM2Vec eval.py, UME-R1 eval_twomode.py) sorts the raw
+scores with numpy's default, unstable argsort; `rank(..., ties="reference")` does exactly that, for
+score-for-score reproduction of published numbers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -96,14 +102,25 @@ def chance(metric: str, candidates: Sequence[str], labels: Sequence[str],
 SCORE_DECIMALS = 6  # float32 embeddings agree to ~1e-7 across batchings; finer digits are noise
 
 
-def rank(scores: np.ndarray, names: Sequence[str]) -> list[str]:
+def rank(scores: np.ndarray, names: Sequence[str], ties: Literal["ume", "reference"] = "ume") -> list[str]:
     """Names sorted by descending score; ties keep list order (stable), so rankings are deterministic.
 
     Scores are rounded to 1e-6 first: two candidates whose similarities differ only by float noise
     (identical content encoded in different batches, or on different ranks) tie instead of being ordered
     by that noise, so 1 and N processes rank identically.
+
+    `ties="reference"` is the reference's `np.argsort(-scores)` instead: raw scores in the caller's dtype
+    (the reference scores float32 embeddings), numpy's default kind. Its tie order is whatever that numpy
+    build produces, and near-ties are ordered by their noise; use it only to reproduce published scores.
+    Given the same score values, ranking a global task row by row equals the reference's
+    `np.argsort(-S, axis=1)` on the whole matrix (numpy sorts each row on its own).
     """
-    order = np.argsort(-np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS), kind="stable")
+    if ties == "reference":
+        order = np.argsort(-np.asarray(scores))
+    elif ties == "ume":
+        order = np.argsort(-np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS), kind="stable")
+    else:
+        raise ValueError(f"ties must be 'ume' or 'reference', not {ties!r}")
     return [names[i] for i in order]
 
 

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ume.evaluate.metrics import METRIC_KEYS
-from ume.evaluate.tasks import TaskMeta
+from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.io import write_json
 
 MODALITIES = ("image", "video", "visdoc")
 DERIVED = ("oracle", "chance")  # report columns that are not model runs: no leaderboard file
+LEADERBOARD_BENCHMARK = "mmeb-v2"  # the only tasks the leaderboard knows; MiniMMEB runs get no file
+SCORE_KEYS = (*METRIC_KEYS, "num_pred", "num_data")  # a task entry: the 26 keys of a `_score.json`
+# report_score_v2.py's "temp fix": the leaderboard tells the re-released page splits (VLM2Vec #167) by these names
+PAGE_FIXED = {"ViDoSeek-page": "ViDoSeek-page-fixed", "MMLongBench-page": "MMLongBench-page-fixed"}
+
+
+@dataclass(frozen=True)
+class LeaderboardMeta:
+    """The metadata template of VLM2Vec `experiments/report_score_v2.py`, fields in its key order.
+
+    None is written as null (unknown), as the script's own examples do.
+    """
+
+    model_name: str
+    model_backbone: str | None = None  # e.g. "qwen2_vl"
+    model_size: str | None = None  # e.g. "2B parameters"
+    embedding_dimension: int | None = None
+    max_length_tokens: int | None = None
+    model_release_date: str | None = None  # YYYY-MM-DD
+    data_source: str = "Self-Reported"
+    url: str | None = None
 
 
 def aggregate(task_scores: dict[str, float], selected: Sequence[TaskMeta],
@@ -84,22 +106,34 @@ def markdown(summary: dict[str, Any]) -> str:
                 "| task | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         for name, curve in summary["passk"].items():
             out.append(f"| {name} | " + " | ".join(f"{100 * curve[str(k)]:.1f}" for k in ks) + " |")
+    if summary.get("missing"):
+        n = len(summary["missing"])
+        out += ["", f"**{n} of {summary['selected']} selected task(s) missing** (not loaded):", ""]
+        out += [f"- {name}: {reason}" for name, reason in summary["missing"].items()]
     if summary["errors"]:
         out += ["", f"{summary['errors']} error(s) recorded in `errors.jsonl`."]
     return "\n".join(out) + "\n"
 
 
-def leaderboard(model: str, selected: Sequence[TaskMeta], scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The MMEB-V2 leaderboard JSON (`{metadata, metrics: {image, video, visdoc}}`), 26 keys per task."""
-    metrics: dict[str, Any] = {}
+def leaderboard(scores: Mapping[str, Mapping[str, Any]], meta: LeaderboardMeta,
+                fixed_page_names: bool = True) -> dict[str, Any]:
+    """The submission JSON report_score_v2.py writes for a results tree holding `scores` (task -> score dict).
+
+    Each modality lists all its MMEB-V2 tasks in the script's order whatever ran, so the leaderboard sees
+    what is absent: "FILE_N/A" for a task without a score, "DIR_N/A" for every task of a modality without
+    any (the script's missing directory; ume writes one only with a score in it). Names the script does
+    not list (MiniMMEB, MomentSeeker_1k8) are dropped, as it ignores their files; entries keep exactly
+    the 26 score keys. `fixed_page_names` applies the script's rename of the two page tasks, which the
+    current leaderboard expects; False keeps the canonical names, as in the published v2.1 files.
+    """
+    canonical = select_tasks(benchmark=LEADERBOARD_BENCHMARK)
+    metrics: dict[str, dict[str, Any]] = {}
     for mod in MODALITIES:
-        members = [t for t in selected if t.modality == mod]
-        if not members:
-            metrics[mod] = "DIR_N/A"
-            continue
-        metrics[mod] = {t.name: {k: scores[t.name][k] for k in (*METRIC_KEYS, "num_pred", "num_data")}
-                        if t.name in scores else "FILE_N/A" for t in members}
-    return {"metadata": {"model_name": model, "report_generated_date": dt.date.today().isoformat()},
+        names = [t.name for t in canonical if t.modality == mod]
+        missing = "FILE_N/A" if any(n in scores for n in names) else "DIR_N/A"
+        metrics[mod] = {PAGE_FIXED.get(n, n) if fixed_page_names else n:
+                        {k: scores[n][k] for k in SCORE_KEYS} if n in scores else missing for n in names}
+    return {"metadata": {**asdict(meta), "report_generated_date": datetime.now().isoformat()},
             "metrics": metrics}
 
 
@@ -147,8 +181,12 @@ def plots(out: Path, summary: dict[str, Any]) -> list[str]:
 
 
 def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Sequence[Any],
-                  errors: Sequence[dict[str, Any]], timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """Write report.json, report.md, leaderboard_<run>.json and plots; return the summary."""
+                  errors: Sequence[dict[str, Any]], timings: dict[str, float] | None = None,
+                  meta: LeaderboardMeta | None = None, missing: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, plots and, per model run with an MMEB-V2 score, leaderboard_<run>.json
+    (metadata from `meta`, by default only the model name); return the summary. `missing` (task -> why it
+    could not be loaded) is stated in both reports, so a partial run never reads as a full one."""
+    meta = meta or LeaderboardMeta(model_name=cfg.model)
     labels = list(dict.fromkeys(lab for r in results for lab in r.scores))
     runs = {}
     for lab in labels:
@@ -156,9 +194,10 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
         task_se = None if lab == "chance" else {r.task.name: standard_error(r.per_query[lab])
                                                  for r in results if lab in r.scores}
         runs[lab] = {"tasks": task_scores, "aggregate": aggregate(task_scores, selected, task_se)}
-        if lab not in DERIVED:
-            full = {r.task.name: r.scores[lab] for r in results if lab in r.scores}
-            write_json(out / f"leaderboard_{lab}.json", leaderboard(cfg.model, selected, full))
+        board = {r.task.name: r.scores[lab] for r in results
+                 if lab in r.scores and r.task.benchmark == LEADERBOARD_BENCHMARK}
+        if lab not in DERIVED and board:
+            write_json(out / f"leaderboard_{lab}.json", leaderboard(board, meta))
     summary = {
         "model": cfg.model, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "tasks": {t.name: {"modality": t.modality, "meta_task": t.meta_key, "metric": t.metric,
@@ -166,8 +205,10 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
         "runs": runs,
         "passk": {r.task.name: {str(k): v for k, v in r.passk.items()} for r in results if r.passk},
         "encoding": {r.task.name: r.stats for r in results},
+        "data": {r.task.name: r.data for r in results},
         "timings_s": timings or {},
         "errors": len(errors),
+        "selected": len(selected), "scored": len(results), "missing": dict(missing or {}),
     }
     if not runs:
         write_json(out / "report.json", summary)

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from ume.encoder import Encoder, load
 from ume.evaluate.cache import EmbeddingCache, item_key, key_seed, model_fingerprint
 from ume.evaluate.distributed import Dist
-from ume.evaluate.loaders import LoaderError, TaskData, load_task
+from ume.evaluate.loaders import LoadContext, LoaderError, Protocol, TaskData, load_task
 from ume.evaluate.metrics import METRIC_KEYS, chance, mean_metrics, query_metrics, rank
-from ume.evaluate.report import write_reports
+from ume.evaluate.report import LeaderboardMeta, write_reports
+from ume.evaluate.sources import Sources
 from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.inputs import Item
 from ume.io import write_json, write_jsonl
@@ -38,7 +39,7 @@ class EvalConfig:
     """Everything `ume eval` takes; saved with the results."""
 
     model: str
-    data_root: str
+    data_root: str | None  # a tree of <owner>/<repo> snapshots; None: the Hugging Face hub cache
     output: str
     tasks: tuple[str, ...] = ()
     benchmark: str | None = None
@@ -58,6 +59,11 @@ class EvalConfig:
     dtype: str | None = None
     cache_dir: str | None = None  # default: <output>/cache
     chunk_size: int = 64  # items per cache chunk (what a crash can lose)
+    media_root: str | None = None  # an unpacked TIGER-Lab/MMEB-V2 elsewhere (default: its snapshot)
+    download: bool = False  # fetch missing repos from the hub (needs network)
+    protocol: Protocol = "ume-r1"  # prompt set: UME-R1's own eval strings, or the VLM2Vec harness's
+    ties: Literal["ume", "reference"] = "ume"  # ranking ties: rounded + stable, or the reference's raw argsort
+    allow_missing: bool = False  # a task that cannot be loaded is reported, but does not fail the run
 
 
 @dataclass
@@ -77,6 +83,7 @@ class TaskResult:
     per_query: dict[str, list[float]] = field(default_factory=dict)  # run label -> main metric per query
     passk: dict[int, float] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    data: list[dict[str, Any]] = field(default_factory=list)  # what was read: repo, revision, files, rows
 
 
 def run_labels(cfg: EvalConfig) -> list[tuple[str, str]]:
@@ -96,7 +103,11 @@ class Runner:
         self.out = Path(cfg.output)
         self.cache_root = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         self.fingerprint = model_fingerprint(cfg.model)
+        self.context = LoadContext(Sources(None if cfg.data_root is None else Path(cfg.data_root),
+                                           None if cfg.media_root is None else Path(cfg.media_root), cfg.download),
+                                   cfg.protocol)
         self.errors: list[dict[str, Any]] = []
+        self.missing: dict[str, str] = {}  # task -> why it could not be loaded
         self.timings = {"load": 0.0, "encode": 0.0, "score": 0.0}  # seconds, summed over tasks
 
     @contextmanager
@@ -126,6 +137,7 @@ class Runner:
         if self.dist.rank == 0:
             write_json(directory / "settings.json", settings)
         vectors, records = cache.load()
+        self.dist.barrier()  # no rank appends before every rank has read: all must agree on what is missing
         missing = sorted(k for k in items if k not in vectors)
         mine = missing[self.dist.rank::self.dist.world]
         desc = f"{task.name} {side} {mode}" + (f" x{samples}" if samples > 1 else "")
@@ -162,25 +174,35 @@ class Runner:
 
     # --- scoring -------------------------------------------------------------------------------------
     @staticmethod
-    def rankings(data: TaskData, qvecs: list[np.ndarray], cvecs: dict[str, np.ndarray]) -> list[list[str]]:
-        """Ranked candidate names per query: its own list (local) or the whole pool (global)."""
+    def rankings(data: TaskData, qvecs: list[np.ndarray], cvecs: dict[str, np.ndarray],
+                 ties: Literal["ume", "reference"] = "ume") -> list[list[str]]:
+        """Ranked candidate names per query: its own list (local) or the whole pool (global).
+
+        Similarities are computed with the reference's own calls (eval.py / eval_twomode.py): one
+        `np.dot(Q, C.T)` over the pool for global tasks, `np.dot(q, C_q.T)` per query for local ones, in
+        float32 with the reference's ties and float64 otherwise."""
         names = list(data.pool)
         index = {n: i for i, n in enumerate(names)}
-        cands = np.stack([cvecs[n] for n in names]).astype(np.float64)
-        cands = np.nan_to_num(cands, nan=0.0)  # a failed candidate scores 0 against everything
-        out = []
-        for q, qv in zip(data.queries, qvecs, strict=True):
-            if np.isnan(qv).any():
-                out.append([])  # a failed query ranks nothing: every metric is 0
-                continue
-            subset = q.cand_names if q.cand_names is not None else names
-            sims = cands[[index[n] for n in subset]] @ qv.astype(np.float64)
-            out.append(rank(sims, subset))
+        dtype = np.float32 if ties == "reference" else np.float64
+        cands = np.nan_to_num(np.stack([cvecs[n] for n in names]).astype(dtype), nan=0.0)  # failed: scores 0
+        failed = [bool(np.isnan(qv).any()) for qv in qvecs]  # a failed query ranks nothing: every metric is 0
+        is_global = [q.cand_names is None for q in data.queries]
+        rows = {i: k for k, i in enumerate(i for i, g in enumerate(is_global) if g and not failed[i])}
+        matrix = np.dot(np.stack([qvecs[i] for i in rows]).astype(dtype), cands.T) if rows else None
+        out: list[list[str]] = []
+        for i, (q, qv) in enumerate(zip(data.queries, qvecs, strict=True)):
+            if failed[i]:
+                out.append([])
+            elif is_global[i]:
+                out.append(rank(matrix[rows[i]], names, ties))
+            else:
+                subset = q.cand_names
+                out.append(rank(np.dot(qv.astype(dtype), cands[[index[n] for n in subset]].T), subset, ties))
         return out
 
     def score(self, data: TaskData, qvecs: list[np.ndarray], cvecs: dict[str, np.ndarray]
               ) -> tuple[dict[str, Any], list[dict[str, float]], list[list[str]]]:
-        preds = self.rankings(data, qvecs, cvecs)
+        preds = self.rankings(data, qvecs, cvecs, self.cfg.ties)
         per_query = [query_metrics(p, q.labels, q.rel_scores) for p, q in zip(preds, data.queries, strict=True)]
         return mean_metrics(per_query), per_query, preds
 
@@ -188,8 +210,9 @@ class Runner:
     def run_task(self, task: TaskMeta) -> TaskResult | None:
         try:
             with self._timed("load"):
-                data = load_task(task, self.cfg.data_root)
+                data = load_task(task, self.context)
         except LoaderError as e:
+            self.missing[task.name] = str(e)
             self.errors.append({"task": task.name, "reason": str(e)})
             return None
         self.errors += data.errors
@@ -205,9 +228,11 @@ class Runner:
             keep = relevant | set(others)
             data.pool = {n: it for n, it in data.pool.items() if n in keep}
         if not data.queries:
-            self.errors.append({"task": task.name, "reason": f"task {task.name}: no loadable query"})
+            reason = f"task {task.name}: no loadable query ({len(data.errors)} row errors, see errors.jsonl)"
+            self.missing[task.name] = reason
+            self.errors.append({"task": task.name, "reason": reason})
             return None
-        result = TaskResult(task)
+        result = TaskResult(task, data=data.provenance)
         qkeys = [item_key(q.item) for q in data.queries]
         qitems = dict(zip(qkeys, (q.item for q in data.queries), strict=True))
         citems = {item_key(it): it for it in data.pool.values()}
@@ -251,7 +276,7 @@ class Runner:
         cvecs = {n: tgt.vectors[ckey[n]] for n in data.pool}
         first_hit = np.zeros((len(qkeys), k), dtype=bool)
         for s in range(k):
-            preds = self.rankings(data, [sampled.vectors[key][s] for key in qkeys], cvecs)
+            preds = self.rankings(data, [sampled.vectors[key][s] for key in qkeys], cvecs, self.cfg.ties)
             first_hit[:, s] = [bool(p) and p[0] in set(q.labels) for p, q in zip(preds, data.queries, strict=True)]
         ks = [2**i for i in range(k.bit_length()) if 2**i <= k]
         if ks[-1] != k:
@@ -268,10 +293,14 @@ class Runner:
                 "num_queries": len(data.queries), "num_candidates": len(data.pool),
                 "row_errors": len(data.errors), "forced_gen_emb": len(forced),
                 "graded_ndcg": "aligned" if any(x.rel_scores for x in data.queries) else "binary",
+                "protocol": self.cfg.protocol, "ties": self.cfg.ties,
+                "limit": self.cfg.limit, "pool_limit": self.cfg.pool_limit if task.ranking == "global" else None,
+                "reference_quirks": data.notes, "data": data.provenance,
                 "settings": {side: self._settings(mode, 1)
                              for side, mode in zip(("qry", "tgt"), label.split("-"), strict=True)}}
-        scores = {k: metrics[k] for k in (*METRIC_KEYS, "num_pred", "num_data")}
-        write_json(base / f"{task.name}_score.json", {**scores, "_meta": meta})
+        # the 26 reference keys alone, so the official report script ingests exactly what it expects
+        write_json(base / f"{task.name}_score.json", {k: metrics[k] for k in (*METRIC_KEYS, "num_pred", "num_data")})
+        write_json(base / f"{task.name}_meta.json", meta)
         top = self.cfg.pred_top_k or None
         rows = [{"query_key": key, "prediction": p[:top], "label": x.labels, "rel_scores": x.rel_scores,
                  **({"reasoning": q.records.get(key, {}).get("text")} if label.startswith("gen") else {})}
@@ -292,9 +321,19 @@ class Runner:
         summary: dict[str, Any] = {}
         if self.dist.rank == 0:
             write_jsonl(self.out / "errors.jsonl", self.errors)
-            summary = write_reports(self.out, cfg, tasks, results, self.errors, self.timings)
+            summary = write_reports(self.out, cfg, tasks, results, self.errors, self.timings,
+                                    meta=self.leaderboard_meta(), missing=self.missing)
         self.dist.barrier()
         return summary
+
+    def leaderboard_meta(self) -> LeaderboardMeta:
+        """What the leaderboard asks about the model, from the checkpoint itself."""
+        model = self.encoder.model
+        params = sum(p.numel() for p in model.parameters())
+        size = f"{params / 1e9:.1f}B parameters" if params >= 1e8 else f"{params / 1e6:.1f}M parameters"
+        return LeaderboardMeta(model_name=Path(self.cfg.model.rstrip("/")).name or self.cfg.model,
+                               model_backbone=model.config.model_type, model_size=size,
+                               embedding_dimension=self.encoder.dim, url=None)
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:

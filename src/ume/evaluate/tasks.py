@@ -1,8 +1,10 @@
 """Every benchmark task as data (mteb `TaskMetadata` style), so reports can say exactly what ran.
 
 The 78 MMEB-V2 tasks come from `mmeb_v2_tasks.csv` (a copy of `shared/spec/mmeb-v2-tasks.csv`, tested
-to stay identical); MiniMMEB tasks come from `ume.synth.tasks`. Video instructions that live in the
-reference's code (not in its data) are recorded here, verbatim from the spec.
+to stay identical); MiniMMEB tasks come from `ume.synth.tasks`. What the reference harness keeps in code
+rather than in its data is recorded here verbatim: video instructions, frame directories (TIGER-AI-Lab/VLM2Vec
+`experiments/public/eval/video.yaml`, `frame_root`), MVBench's 20 subsets (`mvbench_dataset.py`, `subset_meta`),
+row caps (`num_sample_per_subset`) and the video-classification label lists (`video_labels.json`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,27 @@ VIDEO_INSTRUCTIONS = {
     "YouCook2": "Find a video that demonstrates the following action while making a recipe:",
     "VATEX": "Select a video that fits the description provided:",
 }
+# Frame directory of each video task under `<media>/video-tasks/frames/` (video.yaml `frame_root`): the
+# directory names are the yaml's, not the task names (SSv2, Charades_STA).
+FRAME_DIRS = {
+    "K700": "video_cls/K700", "SmthSmthV2": "video_cls/SSv2", "HMDB51": "video_cls/HMDB51",
+    "UCF101": "video_cls/UCF101", "Breakfast": "video_cls/Breakfast",
+    "MSR-VTT": "video_ret/MSR-VTT", "MSVD": "video_ret/MSVD", "DiDeMo": "video_ret/DiDeMo",
+    "YouCook2": "video_ret/YouCook2", "VATEX": "video_ret/VATEX",
+    "QVHighlight": "video_mret/QVHighlight", "Charades-STA": "video_mret/Charades_STA",
+    "MomentSeeker": "video_mret/MomentSeeker",
+    "Video-MME": "video_qa/Video-MME", "NExTQA": "video_qa/NExTQA", "EgoSchema": "video_qa/EgoSchema",
+    "MVBench": "video_qa/MVBench", "ActivityNetQA": "video_qa/ActivityNetQA",
+}
+# MVBench is 20 configs of VLM2Vec/MVBench concatenated in this order, each row tagged with its `subset`.
+MVBENCH_SUBSETS = (
+    "episodic_reasoning", "action_sequence", "action_prediction", "action_antonym", "fine_grained_action",
+    "unexpected_action", "object_existence", "object_interaction", "object_shuffle", "moving_direction",
+    "action_localization", "scene_transition", "action_count", "moving_count", "moving_attribute",
+    "state_change", "fine_grained_pose", "character_order", "egocentric_navigation", "counterfactual_inference",
+)
+MAX_ROWS = {"SmthSmthV2": 1000}  # video.yaml num_sample_per_subset (the others are None: every row)
+MMEB_MEDIA = "TIGER-Lab/MMEB-V2"  # images (image-tasks/) and frames (video-tasks/frames/) of every task
 BENCHMARKS = ("mmeb-v2", "mmeb-v2-image", "mmeb-v2-video", "mmeb-v2-visdoc", "minimmeb", "minimmeb-holdout")
 
 
@@ -42,14 +65,19 @@ class TaskMeta:
     modality: str  # image | video | visdoc
     meta_task: str  # CLS, QA, RET, GD, MRET, VDRv1, VDRv2, VR, OOD, ...
     loader: str
-    source: str  # dataset repo (or "ume.synth")
-    subset: str | None
+    source: str  # the dataset repo its rows come from, "owner/name" (`load_dataset(source, subset, split)`)
+    subset: str | None  # the config of `source` (None: the default one)
     split: str
     metric: str  # the main metric
     ranking: str  # local | global
     n_queries: int | None = None
     instruction: str | None = None
     reasoning_heavy: bool | None = None
+    media: str | None = None  # the repo holding its images / frames (visdoc pages live in the rows)
+    frames: str | None = None  # video tasks: frame directory under <media>/video-tasks/frames/
+    configs: tuple[str, ...] = ()  # several configs concatenated (MVBench); empty: just `subset`
+    max_rows: int | None = None  # the reference evaluates only the first N rows
+    label_set: str | None = None  # video classification: the key of the full label list in video_labels.json
 
     @property
     def meta_key(self) -> str:
@@ -72,24 +100,29 @@ def _mmeb_v2() -> list[TaskMeta]:
         notes = dict(kv.split("=", 1) for kv in row["notes"].split("; ") if "=" in kv)
         source, subset, split = _parse_source(row["hf_path"])
         queries = notes.get("queries", "").split()[0] if notes.get("queries") else ""
+        name, loader = row["task"], row["loader"]
         tasks.append(TaskMeta(
-            name=row["task"], benchmark="mmeb-v2", modality=row["modality"],
-            meta_task=row["meta_task"].split(" (")[0], loader=row["loader"], source=source, subset=subset,
+            name=name, benchmark="mmeb-v2", modality=row["modality"],
+            meta_task=row["meta_task"].split(" (")[0], loader=loader, source=source, subset=subset,
             split=split, metric=row["metric"], ranking=notes["eval_type"],
             n_queries=int(queries) if queries.isdigit() else None,
-            instruction=VIDEO_INSTRUCTIONS.get(row["task"]),
+            instruction=VIDEO_INSTRUCTIONS.get(name),
+            media=MMEB_MEDIA if row["modality"] in ("image", "video") else None, frames=FRAME_DIRS.get(name),
+            configs=MVBENCH_SUBSETS if loader == "mvbench" else (), max_rows=MAX_ROWS.get(name),
+            label_set=source.split("/")[1] if loader == "video_classification" else None,
         ))
     return tasks
 
 
 def _minimmeb() -> list[TaskMeta]:
-    from ume.synth.tasks import MINI_TASKS
+    from ume.synth.tasks import MEDIA_REPO, MINI_TASKS, SPLIT
 
     return [TaskMeta(name=t.name, benchmark="minimmeb-holdout" if t.split == "holdout" else "minimmeb",
                      modality=t.modality, meta_task=t.meta_task,
-                     loader=t.loader, source="ume.synth", subset=None, split=t.split, metric=t.metric,
+                     loader=t.loader, source=t.repo, subset=t.config, split=SPLIT, metric=t.metric,
                      ranking=t.ranking, n_queries=None, instruction=t.instruction,
-                     reasoning_heavy=t.reasoning_heavy) for t in MINI_TASKS]
+                     reasoning_heavy=t.reasoning_heavy, media=MEDIA_REPO if t.modality != "visdoc" else None,
+                     frames=t.frames) for t in MINI_TASKS]
 
 
 def all_tasks() -> list[TaskMeta]:

@@ -1,8 +1,11 @@
-"""Byte-stable file writing: fixed PNG settings, sorted-free JSON (dicts keep insertion order), '\\n' endings."""
+"""Byte-stable file writing: fixed PNG and parquet settings, sorted-free JSON (dicts keep insertion order),
+'\\n' endings."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,17 @@ from ume.inputs import sample_indices
 from ume.synth.example import Media
 
 PNG_LEVEL = 1  # fastest zlib level; PIL adds no timestamps to PNGs, so equal pixels give equal bytes
+# Parquet files are written with every setting fixed (pyarrow records only its version, no timestamp), so equal
+# rows give equal bytes. One row group per file: the tables are small, and the pages are already compressed.
+PARQUET_SETTINGS: dict[str, Any] = {"compression": "snappy", "use_dictionary": True, "write_statistics": True,
+                                    "version": "2.6", "data_page_version": "1.0", "row_group_size": 1 << 20}
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """The PNG file `save_png` would write, as bytes."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=PNG_LEVEL)
+    return buf.getvalue()
 
 
 def save_png(img: Image.Image, path: Path) -> None:
@@ -59,3 +73,27 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8", newline="\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a sibling temporary file and rename, so processes writing the same text never tear it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(tmp, path)
+
+
+def write_parquet(path: Path, rows: Sequence[dict[str, Any]], schema: Any,
+                  features: dict[str, Any] | None = None) -> int:
+    """Rows as one parquet file with a fixed pyarrow `schema`. `features` (a `datasets.Features.to_dict()`-
+    style mapping) is stored as the `huggingface` schema metadata `datasets` itself writes, which is how it
+    knows a struct column is an `Image`. Returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    if features is not None:
+        table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, **PARQUET_SETTINGS)
+    return table.num_rows

@@ -17,6 +17,12 @@ NEXTQA_PROMPT = (
 VIDEO_TARGET = "Understand the content of the provided video."
 VISDOC_QUERY = "Find a document image that matches the given query:"
 VISDOC_TARGET = "Understand the content of the provided document image."
+# A build is a tree of hub-style snapshots, ROOT/<owner>/<repo>, laid out as their MMEB-V2 counterparts are
+# published, so `ume eval --data-root ROOT` reads MiniMMEB and MMEB-V2 through the same code.
+OWNER = "minimmeb"
+IMAGE_REPO = f"{OWNER}/MiniMMEB_Test_Instruct"  # as ziyjiang/MMEB_Test_Instruct: one config per image task
+MEDIA_REPO = f"{OWNER}/MiniMMEB-V2"  # as TIGER-Lab/MMEB-V2 unpacked: image-tasks/, video-tasks/frames/
+SPLIT = "test"  # the split every eval and hold-out task is written to
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,21 @@ class MiniTask:
     def base(self) -> str:
         """The generator's task name (itself, or the task a hold-out copy derives from)."""
         return self.holdout_of or self.name
+
+    @property
+    def repo(self) -> str:
+        """The hub-style repo its rows are written to (image tasks share one, as MMEB_Test_Instruct)."""
+        return IMAGE_REPO if self.modality == "image" else f"{OWNER}/{self.name}"
+
+    @property
+    def config(self) -> str | None:
+        """The config of `repo` holding its rows (image tasks: the task name; others: the default)."""
+        return self.name if self.modality == "image" else None
+
+    @property
+    def frames(self) -> str | None:
+        """Video tasks: the frame directory under MEDIA_REPO's video-tasks/frames/."""
+        return f"{self.group}/{self.name}" if self.modality == "video" else None
 
 
 def _image(name: str, meta: str, loader: str, mirrors: str, heavy: bool, why: str, qry_inst: str,

@@ -1,24 +1,37 @@
-"""What every loader returns, and the table / field helpers that make their errors precise."""
+"""What every loader returns, and the helpers that keep loaders byte-identical to the reference and their
+errors precise."""
 
 from __future__ import annotations
 
-import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from ume.evaluate.sources import LoaderError, Sources
 from ume.evaluate.tasks import TaskMeta
-from ume.inputs import Item
+from ume.inputs import Item, sample_indices
 
-TABLE_SUFFIXES = (".parquet", ".jsonl")
+__all__ = ["EvalQuery", "LoadContext", "LoaderError", "RowError", "TaskData"]
 
-
-class LoaderError(ValueError):
-    """A task cannot be loaded at all (missing annotation file, unsupported loader)."""
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+Protocol = Literal["ume-r1", "vlm2vec"]
+PROTOCOLS: tuple[Protocol, ...] = ("ume-r1", "vlm2vec")
 
 
 class RowError(ValueError):
     """One row is malformed; the loader records it and goes on with the others."""
+
+
+@dataclass
+class LoadContext:
+    """What a loader needs besides its task: where the files are, and which prompt set to use
+    (`ume-r1`: UME-R1's own eval strings; `vlm2vec`: the VLM2Vec harness's)."""
+
+    sources: Sources
+    protocol: Protocol = "ume-r1"
 
 
 @dataclass
@@ -34,12 +47,15 @@ class EvalQuery:
 
 @dataclass
 class TaskData:
-    """A loaded task: queries, the candidate pool deduplicated by name (first wins), row errors."""
+    """A loaded task: queries, the candidate pool deduplicated by name (first wins), row errors, and a record
+    of every table read (repo, revision, files, rows)."""
 
     task: TaskMeta
     queries: list[EvalQuery] = field(default_factory=list)
     pool: dict[str, Item] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # counts of reference quirks reproduced, by name
 
     def add_candidate(self, name: str, item: Item) -> None:
         self.pool.setdefault(name, item)
@@ -49,42 +65,29 @@ class TaskData:
         self.errors.append({"task": self.task.name, "row": row, "field": field_name,
                             "reason": f"{where}: {reason}"})
 
+    def note(self, what: str) -> None:
+        self.notes[what] = self.notes.get(what, 0) + 1
 
-def find_table(directory: Path, stems: tuple[str, ...], task: str) -> Path:
-    """The first `<stem>.parquet|.jsonl` (or `<stem>-*.parquet` shard) in `directory`."""
-    for stem in stems:
-        for suffix in TABLE_SUFFIXES:
-            path = directory / f"{stem}{suffix}"
-            if path.is_file():
-                return path
-        shards = sorted(directory.glob(f"{stem}-*.parquet"))
-        if shards:
-            return shards[0]
-    tried = ", ".join(f"{s}{x}" for s in stems for x in TABLE_SUFFIXES)
-    raise LoaderError(f"task {task}: annotation file not found in {directory} (tried {tried})")
+    def rows(self, ctx: LoadContext, config: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
+        """The task's rows (its own repo/config/split unless told), recorded in `provenance`."""
+        task = self.task
+        table = ctx.sources.table(repo or task.source, config if config is not None else task.subset,
+                                  task.split, task.name, task.max_rows)
+        self.provenance.append(table.record)
+        return table.rows
 
 
-def read_table(path: Path, task: str) -> list[dict[str, Any]]:
-    """Rows of a parquet (all shards of the same stem) or JSONL table."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        stem = path.name.split("-")[0] if "-" in path.name else path.stem
-        shards = sorted(path.parent.glob(f"{stem}-*.parquet")) or [path]
-        rows: list[dict[str, Any]] = []
-        for shard in shards:
-            rows += pq.read_table(shard).to_pylist()
-        return rows
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                rows.append({"__error__": f"{path.name}:{n}: invalid JSON ({e.msg})"})
-    return rows
+def input_text(instruction: str, text: str | None = None, image: bool = False, video: bool = False) -> str:
+    """The reference's `process_input_text` for Qwen2-VL (VLM2Vec `src/model/processor.py`): the instruction,
+    `" " + text` when there is text, then the video and image tokens prepended, each followed by a space."""
+    prompt = instruction
+    if text:
+        prompt = f"{prompt} {text}"
+    if video:
+        prompt = f"{VIDEO_TOKEN} {prompt}"
+    if image:
+        prompt = f"{IMAGE_TOKEN} {prompt}"
+    return prompt
 
 
 def get(row: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -94,13 +97,45 @@ def get(row: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     if name not in row or row[name] is None:
         raise RowError(f"missing field {name!r}")
     value = row[name]
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+        names = "/".join(k.__name__ for k in _kinds(kind))
         raise RowError(f"field {name!r} should be {names}, got {type(value).__name__}")
     return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def existing(path: Path, what: str) -> Path:
     if not path.exists():
         raise RowError(f"{what} not found: {path}")
     return path
+
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")  # VLM2Vec vision_utils.IMAGE_EXTENSIONS
+NUM_FRAMES = 8  # num_frames / num_video_frames / num_clip_frames of every task in video.yaml
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def frame_files(directory: Path, what: str = "frame directory") -> list[str]:
+    """Every frame of a directory, as the reference's `load_frames` lists them: files ending in .jpg, .jpeg or
+    .png (any case), natural-sorted with digit runs as numbers and text lower-cased. None is a RowError (the
+    reference would try to extract frames from a raw video that MMEB-V2 does not ship)."""
+    if not directory.is_dir():
+        raise RowError(f"{what} not found: {directory}")
+    names = sorted((n for n in os.listdir(directory) if os.path.splitext(n)[1].lower() in FRAME_SUFFIXES),
+                   key=_natural_key)
+    if not names:
+        raise RowError(f"{what} holds no .jpg/.jpeg/.png frame: {directory}")
+    return [str(directory / n) for n in names]
+
+
+def sampled_frames(directory: Path, what: str = "frame directory", num_frames: int = NUM_FRAMES) -> list[str]:
+    """`process_video_frames(dir, num_frames)`: `linspace(0, n-1, k).astype(int)` of the listed frames, all of
+    them when there are fewer than k."""
+    frames = frame_files(directory, what)
+    return [frames[i] for i in sample_indices(len(frames), num_frames)]

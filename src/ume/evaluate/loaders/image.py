@@ -1,7 +1,9 @@
 """MMEB_Test_Instruct image tasks (local ranking; positive at candidate index 0).
 
-Strings follow the reference byte for byte (`shared/spec/mmeb-v2.md` §3.3), placeholder tokens
-included; the recipe later removes placeholders and wraps the text in the UME prompt.
+Strings follow the reference loaders byte for byte (TIGER-AI-Lab/VLM2Vec `src/data/eval_dataset/
+image_{cls,qa,t2i,i2t,i2i_vg}*.py`, `data_prepare`), placeholder tokens included; the recipe later removes the
+placeholders and wraps the text in the UME prompt. Images are `<media>/image-tasks/<path>` (image.yaml
+`image_root: image-tasks/`).
 """
 
 from __future__ import annotations
@@ -9,38 +11,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ume.evaluate.loaders.common import EvalQuery, RowError, TaskData, existing, find_table, get, read_table
+from ume.evaluate.loaders.common import (
+    IMAGE_TOKEN,
+    EvalQuery,
+    LoadContext,
+    RowError,
+    TaskData,
+    existing,
+    get,
+    input_text,
+)
 from ume.evaluate.tasks import TaskMeta
 from ume.inputs import Item
 
-IMAGE_TOKEN = "<|image_pad|>"
 PHI3_TOKEN = "<|image_1|>"
+QUERY_IMAGE_LOADERS = ("image_cls", "image_i2t", "image_qa", "image_i2i_vg")
 
 
-def _with_text(prompt: str, text: str) -> str:
-    """The reference's `process_input_text`: `" " + text` only when there is text."""
-    return f"{prompt} {text}" if text else prompt
-
-
-def _cls_query(inst: str, text: str) -> str:
-    return _with_text(f"{IMAGE_TOKEN} {inst}", text).replace(" \n", "\n") + "\n"
-
-
-def _qa_query(inst: str, text: str) -> str:
-    return _with_text(f"{IMAGE_TOKEN}\n{inst.strip()}", text) + "\n"
-
-
-def _image_cand(inst: str, caption: str, with_caption: bool, newline: bool) -> str:
-    body = f"{IMAGE_TOKEN} {inst}" + (f" {caption}" if with_caption else "")
-    return body.replace(" \n", "\n") + ("\n" if newline or with_caption else "")
-
-
-def load_image_task(task: TaskMeta, root: Path) -> TaskData:
+def load_image_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
     data = TaskData(task)
-    table = find_table(root / "MMEB_Test_Instruct" / (task.subset or task.name),
-                       ("test", task.split), task.name)
-    media = root / "MMEB-V2" / "image-tasks"
-    for i, row in enumerate(read_table(table, task.name)):
+    rows = data.rows(ctx)
+    media = ctx.sources.media_dir(task.media or "", "image-tasks", task.name)
+    for i, row in enumerate(rows):
         try:
             _add_row(data, task, row, media)
         except RowError as e:
@@ -48,45 +40,52 @@ def load_image_task(task: TaskMeta, root: Path) -> TaskData:
     return data
 
 
-def _add_row(data: TaskData, task: TaskMeta, row: dict[str, Any], media: Path) -> None:
-    qry_inst = get(row, "qry_inst", str)
-    qry_text = get(row, "qry_text", str)
-    tgt_inst = get(row, "tgt_inst", str)
-    tgt_text = [str(t) for t in get(row, "tgt_text", list)]
-    tgt_img = [str(p) for p in get(row, "tgt_img_path", list)]
-    qry_img = row.get("qry_img_path") or ""
+def _strings(row: dict[str, Any], name: str) -> list[str]:
+    values = get(row, name, list)
+    if not values:
+        raise RowError(f"field {name!r} is empty")
+    return [str(v) for v in values]
+
+
+def _query(loader: str, qry_inst: str, qry_text: str, name: str) -> str:
+    """image_cls / image_i2t / image_qa / image_i2i_vg / image_t2i query strings (`data_prepare`)."""
+    if loader == "image_t2i":  # the token becomes the model's own; no query image is attached
+        return f"{qry_inst.replace(PHI3_TOKEN, IMAGE_TOKEN)} {qry_text}\n" + ("\n" if name == "VisDial" else "")
     inst = qry_inst.replace(PHI3_TOKEN, "")
-    images = [str(existing(media / qry_img, "query image"))] if qry_img else []
+    if loader in ("image_qa", "image_i2i_vg"):
+        inst = "\n" + inst.strip()
+    return input_text(inst, qry_text, image=True).replace(" \n", "\n") + "\n"
+
+
+def _add_row(data: TaskData, task: TaskMeta, row: dict[str, Any], media: Path) -> None:
     loader = task.loader
-    if loader in ("image_cls", "image_i2t", "image_qa", "image_i2i_vg") and not images:
-        raise RowError("missing field 'qry_img_path' (this loader needs a query image)")
+    if loader not in (*QUERY_IMAGE_LOADERS, "image_t2i"):
+        raise RowError(f"loader {loader!r} is not an image loader")
+    qry_inst, qry_text = get(row, "qry_inst", str), get(row, "qry_text", str)
+    query = _query(loader, qry_inst, qry_text, task.name)
+    images: list[str] = []
+    if loader in QUERY_IMAGE_LOADERS:
+        path = row.get("qry_img_path")
+        if not path:
+            raise RowError("missing field 'qry_img_path' (this loader needs a query image)")
+        images = [str(existing(media / str(path), "query image"))]
+    tgt_text = _strings(row, "tgt_text")
     if loader in ("image_cls", "image_i2t", "image_qa"):
-        query = _cls_query(inst, qry_text) if loader != "image_qa" else _qa_query(inst, qry_text)
-        if not tgt_text:
-            raise RowError("field 'tgt_text' is empty")
-        names = tgt_text
+        names = tgt_text  # candidates are the raw strings: no instruction, no token, no image
         for name in names:
             data.add_candidate(name, Item(text=name))
-    elif loader in ("image_t2i", "image_i2i_vg"):
-        if loader == "image_t2i":
-            query = f"{qry_inst.replace(PHI3_TOKEN, IMAGE_TOKEN)} {qry_text}\n"
-            if task.name == "VisDial":
-                query += "\n"
-            images = []
-        else:
-            query = _qa_query(inst, qry_text)
-        if not tgt_img:
-            raise RowError("field 'tgt_img_path' is empty")
-        captions = tgt_text + [""] * (len(tgt_img) - len(tgt_text))
-        with_caption = bool(captions[0])
-        t_inst = tgt_inst.replace(PHI3_TOKEN, "")
-        names = []
-        for path, cap in zip(tgt_img, captions, strict=False):
-            name = path if loader == "image_t2i" else f"{path}:{cap.strip(chr(34))}"
-            names.append(name)
-            img = str(existing(media / path, "candidate image"))
-            data.add_candidate(name, Item(text=_image_cand(t_inst, cap, with_caption, loader == "image_t2i"),
-                                          images=[img]))
     else:
-        raise RowError(f"loader {loader!r} is not an image loader")
+        paths = _strings(row, "tgt_img_path")
+        if len(tgt_text) != len(paths):
+            raise RowError(f"{len(tgt_text)} tgt_text for {len(paths)} tgt_img_path")
+        tgt_inst = get(row, "tgt_inst", str).replace(PHI3_TOKEN, "")
+        if tgt_text[0].strip():  # WebQA, EDIS, RefCOCO-Matching: the caption is part of the candidate
+            texts = [input_text(f"{tgt_inst} {cap}", image=True).replace(" \n", "\n") + "\n" for cap in tgt_text]
+        else:
+            text = input_text(tgt_inst, image=True).replace(" \n", "\n")
+            texts = [text + "\n" if loader == "image_t2i" else text] * len(paths)
+        names = paths if loader == "image_t2i" else [f"{p}:{c.strip(chr(34))}" for p, c in zip(paths, tgt_text,
+                                                                                                   strict=True)]
+        for name, path, text in zip(names, paths, texts, strict=True):
+            data.add_candidate(name, Item(text=text, images=[str(existing(media / path, "candidate image"))]))
     data.queries.append(EvalQuery(item=Item(text=query, images=images), labels=[names[0]], cand_names=names))

@@ -1,81 +1,91 @@
-"""Video tasks: frame directories plus annotation rows (`docs/data-layout.md`, spec §3.4).
+"""Video tasks: rows from the task's repo, frames from `<media>/video-tasks/frames/<FRAME_DIRS[task]>/`.
 
-Videos are passed as frame directories; `ume.inputs` natural-sorts the frames and samples 8 with
-`linspace(0, n-1, 8)` (all of them when fewer), as the reference does at load time.
+Each function follows one reference loader (TIGER-AI-Lab/VLM2Vec `src/data/eval_dataset/<loader>_dataset.py`,
+`data_prepare`): the same fields, frame directory, query and candidate strings, candidate names and label. A
+video is passed as its list of sampled frame files (`process_video_frames(dir, 8)`); a missing or empty frame
+directory is that row's error (the reference would try to extract frames from a raw video MMEB-V2 does not ship).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ume.evaluate.loaders.common import (
+    VIDEO_TOKEN,
     EvalQuery,
+    LoadContext,
     LoaderError,
     RowError,
     TaskData,
     existing,
-    find_table,
+    frame_files,
     get,
-    read_table,
+    input_text,
+    sampled_frames,
 )
 from ume.evaluate.tasks import MRET_PROMPT, QA_PROMPT, TaskMeta
 from ume.inputs import Item
 
-VIDEO_TOKEN = "<|video_pad|>"
 VIDEO_CAND = f"{VIDEO_TOKEN} Understand the content of the provided video."
-GROUPS = {"video_classification": "video_cls", "ssv2": "video_cls", "msrvtt": "video_ret", "msvd": "video_ret",
-          "didemo": "video_ret", "youcook2": "video_ret", "vatex": "video_ret", "nextqa": "video_qa",
-          "mvbench": "video_qa", "videomme": "video_qa", "egoschema": "video_qa", "activitynetqa": "video_qa",
-          "moment_retrieval": "video_mret"}
-# Video RET loaders differ only in field names: (video id field, caption field).
-RET_FIELDS = {"msrvtt": ("video_id", "caption"), "msvd": ("video_id", "caption"), "didemo": ("video", "caption"),
-              "youcook2": ("id", "sentence"), "vatex": ("videoID", "enCap")}
-QA_VIDEO_FIELD = {"nextqa": "video", "mvbench": "video", "videomme": "videoID", "egoschema": "video_idx",
-                  "activitynetqa": "video_name"}
-LETTERS = "ABCDEFGHIJ"
+# video RET: (id field, caption field, name of the frame directory / candidate from the id)
+RET_FIELDS: dict[str, tuple[str, str, Callable[[str], str]]] = {
+    "msrvtt": ("video_id", "caption", str),
+    "msvd": ("video_id", "caption", str),
+    "didemo": ("video", "caption", lambda v: Path(v).stem),  # didemo_dataset.py: splitext(basename(video))
+    "youcook2": ("id", "sentence", str),
+    "vatex": ("videoID", "enCap", str),
+}
+MOMENTSEEKER_QUERY = {  # momentseeker_dataset.py TASK_INST_QRY_{TEXT,IMG,VIDEO}
+    "text": "Find the clip that corresponds to the given text:",
+    "image": "Select the video clip that aligns with the given text and image:",
+    "video": "Find the clip that corresponds to the given sentence and video segment:",
+}
+MOMENTSEEKER_CAND = f"{VIDEO_TOKEN} Understand the content of the provided video clip."
+VIDEOMME_LETTERS = "ABCD"  # videomme_dataset.py OPTIONS
 
 
-def qa_template(question: str, options: list[str]) -> str:
-    lines = "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
-    return f"{question}\nOptions:\n{lines}".rstrip()
+@cache
+def label_sets() -> dict[str, list[str]]:
+    """The full label list of each video classification task (VIDEOCLS_LABEL_MAPPING of the reference)."""
+    text = resources.files("ume.evaluate").joinpath("video_labels.json").read_text(encoding="utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
-def _strip_letter(option: str) -> str:
-    """"A. text" -> "text" (Video-MME / EgoSchema option strings)."""
-    head, sep, rest = option.partition(". ")
-    return rest if sep and len(head) == 1 and head in LETTERS else option
-
-
-def load_video_task(task: TaskMeta, root: Path) -> TaskData:
-    if task.loader not in GROUPS:
-        raise LoaderError(f"task {task.name}: loader {task.loader!r} is not supported yet")
+def load_video_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
+    loaders: dict[str, Callable[..., None]] = {
+        "video_classification": _cls_row, "ssv2": _cls_row, "moment_retrieval": _mret_row,
+        "momentseeker": _momentseeker_row, **dict.fromkeys(RET_FIELDS, _ret_row),
+        **dict.fromkeys(("nextqa", "mvbench", "videomme", "egoschema", "activitynetqa"), _qa_row)}
+    if task.loader not in loaders:
+        raise LoaderError(f"task {task.name}: loader {task.loader!r} is not a video loader")
     data = TaskData(task)
-    rows = read_table(find_table(root / "video-annotations" / task.name, ("test", task.split), task.name),
-                      task.name)
-    frames = root / "MMEB-V2" / "video-tasks" / "frames" / GROUPS[task.loader] / task.name
-    add = {"video_classification": _cls_row, "ssv2": _cls_row, "moment_retrieval": _mret_row}.get(
-        task.loader, _ret_row if task.loader in RET_FIELDS else _qa_row)
+    if task.configs:  # MVBench: the configs concatenated, each row tagged with its subset
+        rows = [{**r, "subset": c} for c in task.configs for r in data.rows(ctx, config=c)]
+    else:
+        rows = data.rows(ctx)
+    frames = ctx.sources.media_dir(task.media or "", f"video-tasks/frames/{task.frames}", task.name)
+    add = loaders[task.loader]
     for i, row in enumerate(rows):
         try:
             add(data, task, row, frames)
         except RowError as e:
             data.row_error(i, str(e))
+    if task.label_set is not None:  # global pool = every label of the task, after those the rows name
+        for label in label_sets()[task.label_set]:
+            data.add_candidate(label, Item(text=label))
     return data
 
 
-def _video(frames: Path, video_id: Any) -> Path:
-    path = existing(frames / str(video_id), "frame directory")
-    if not path.is_dir() or not any(path.iterdir()):
-        raise RowError(f"frame directory is empty: {path}")
-    return path
-
-
 def _cls_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    video = _video(frames, get(row, "video_id", (str, int)))
+    video = sampled_frames(frames / str(get(row, "video_id", (str, int))))
     label = get(row, "pos_text", str)
-    query = Item(text=f"{VIDEO_TOKEN} {task.instruction or ''}", video=str(video))
-    if task.loader == "ssv2":
+    query = Item(text=input_text(task.instruction or "", video=True), video=video)
+    if task.loader == "ssv2":  # local: the row's own options
         options = [str(o) for o in get(row, "neg_text", list)]
         for o in options:
             data.add_candidate(o, Item(text=o))
@@ -86,55 +96,71 @@ def _cls_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) 
 
 
 def _ret_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    id_field, cap_field = RET_FIELDS[task.loader]
-    vid = str(get(row, id_field, (str, int)))
+    id_field, cap_field, name_of = RET_FIELDS[task.loader]
+    name = name_of(str(get(row, id_field, (str, int))))
     caption = get(row, cap_field, (str, list))
-    if isinstance(caption, list):
+    if isinstance(caption, list):  # MSVD and VATEX ship caption lists; the first one is the query
         if not caption:
             raise RowError(f"field {cap_field!r} is an empty list")
         caption = str(caption[0])
-    data.add_candidate(vid, Item(text=VIDEO_CAND, video=str(_video(frames, vid))))
-    data.queries.append(EvalQuery(Item(text=f"{task.instruction} {caption}"), [vid]))
+    data.add_candidate(name, Item(text=VIDEO_CAND, video=sampled_frames(frames / name)))
+    data.queries.append(EvalQuery(Item(text=input_text(task.instruction or "", caption)), [name]))
+
+
+def qa_template(question: str, options: list[str]) -> tuple[str, list[str]]:
+    """vision_utils.qa_template: the question with "(A) option" lines, and the lettered options."""
+    lettered = [f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(options)]
+    return f"{question}\nOptions:\n" + "".join(f"{o}\n" for o in lettered).rstrip(), lettered
+
+
+def strip_letter(option: str) -> str:
+    """Video-MME / EgoSchema candidate text: the reference's `o[o.find('. '):].strip('. ')`, quirks included
+    (an option without ". " keeps only its last character)."""
+    return option[option.find(". "):].strip(". ")
 
 
 def _qa_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    video = _video(frames, get(row, QA_VIDEO_FIELD[task.loader], (str, int)))
-    question = get(row, "question", str)
     loader = task.loader
+    question = get(row, "question", str)
+    prompt = f"{VIDEO_TOKEN} {QA_PROMPT} "  # process_query(query, prompt, video_token); QA_PROMPT ends with " "
     if loader == "nextqa":
         options = [str(get(row, f"a{i}", (str, int))) for i in range(5)]
-        block, texts, names = qa_template(question, options), options, options
+        query, _ = qa_template(prompt + question, options)
+        texts = names = options
         label = options[_index(get(row, "answer", (int, str)), len(options))]
+        video = frames / str(get(row, "video", (str, int)))
     elif loader == "mvbench":
         raw = [str(o) for o in get(row, "candidates", list)]
-        block = qa_template(question, raw)
-        texts = names = [f"({LETTERS[i]}) {o}" for i, o in enumerate(raw)]
+        query, texts = qa_template(prompt + question, raw)
+        names = texts
         answer = str(get(row, "answer", (str, int)))
-        if answer not in raw:
-            raise RowError(f"field 'answer' {answer!r} is not one of the candidates")
-        label = names[raw.index(answer)]
+        if answer not in raw:  # the reference labels it "(@) answer", which never matches: a counted miss
+            data.note("mvbench_answer_not_in_candidates")
+        label = f"({chr(ord('A') + (raw.index(answer) if answer in raw else -1))}) {answer}"
+        video = frames / get(row, "subset", str) / str(get(row, "video", (str, int)))
     elif loader == "videomme":
         names = [str(o) for o in get(row, "options", list)]
-        block, texts = question + "\n" + "\n".join(names), [_strip_letter(o) for o in names]
-        letter = str(get(row, "answer", str)).strip()
-        if letter not in LETTERS[:len(names)]:
+        query, texts = prompt + question + "\n" + "\n".join(names), [strip_letter(o) for o in names]
+        letter = get(row, "answer", str)
+        if letter not in VIDEOMME_LETTERS[:len(names)]:
             raise RowError(f"field 'answer' {letter!r} is not an option letter")
-        label = names[LETTERS.index(letter)]
+        label = names[VIDEOMME_LETTERS.index(letter)]
+        video = frames / str(get(row, "videoID", (str, int)))
     elif loader == "egoschema":
-        options = [str(o) for o in get(row, "option", list)]
-        block, texts = question + " ".join(options), [_strip_letter(o) for o in options]
-        names = texts
-        label = names[_index(get(row, "answer", (int, str)), len(options))]
+        names = [str(o) for o in get(row, "option", list)]  # full options are names and label; texts stripped
+        query, texts = prompt + question + " ".join(names), [strip_letter(o) for o in names]
+        label = names[_index(get(row, "answer", (int, str)), len(names))]
+        video = frames / str(get(row, "video_idx", (str, int)))
     else:  # activitynetqa
-        block, texts = f"{question}? (A) yes; (B) no.", ["yes", "no"]
+        query, texts = prompt + question + "? (A) yes; (B) no.", ["yes", "no"]
         names = texts
-        label = str(get(row, "answer", str)).strip().lower()
-        if label not in names:
-            raise RowError(f"field 'answer' {label!r} is not yes/no")
+        label = get(row, "answer", str)
+        if label not in names:  # the reference's OPTIONS.index(answer) fails on anything else
+            raise RowError(f"field 'answer' {label!r} is not 'yes' or 'no'")
+        video = frames / f"v_{get(row, 'video_name', (str, int))}"
     for name, text in zip(names, texts, strict=True):
         data.add_candidate(name, Item(text=text))
-    query = Item(text=f"{VIDEO_TOKEN} {QA_PROMPT} {block}", video=str(video))
-    data.queries.append(EvalQuery(query, [label], cand_names=list(names)))
+    data.queries.append(EvalQuery(Item(text=query, video=sampled_frames(video)), [label], cand_names=list(names)))
 
 
 def _index(value: Any, n: int) -> int:
@@ -148,16 +174,55 @@ def _index(value: Any, n: int) -> int:
 
 
 def _mret_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    video = str(get(row, "video", (str, int)))
+    """QVHighlight / Charades-STA: `<frames>/<stem of video_path>/query/` is the query video, every other
+    sub-directory a candidate clip; the one whose name starts with "positive" is the answer. Names are
+    root-relative (`<video>/<clip>`; the reference keeps absolute paths) and sorted (the reference takes
+    os.listdir order)."""
     text = get(row, "query", str)
-    base = _video(frames, video)
-    full = _video(base, "query")
+    video = Path(get(row, "video_path", str)).stem
+    base = existing(frames / video, "video frame directory")
     clips = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "query")
     positives = [c for c in clips if c.startswith("positive")]
     if len(positives) != 1:
         raise RowError(f"expected exactly one 'positive*' clip directory in {base}, found {len(positives)}")
-    names = [f"{video}/{c}" for c in clips]  # root-relative names (the reference keeps the data root)
+    names = [f"{video}/{c}" for c in clips]
     for name, clip in zip(names, clips, strict=True):
-        data.add_candidate(name, Item(text=VIDEO_CAND, video=str(_video(base, clip))))
-    query = Item(text=f"{VIDEO_TOKEN} {MRET_PROMPT} {text}", video=str(full))
+        data.add_candidate(name, Item(text=VIDEO_CAND, video=sampled_frames(base / clip, "clip frame directory")))
+    query = Item(text=input_text(MRET_PROMPT, text, video=True), video=sampled_frames(base / "query"))
     data.queries.append(EvalQuery(query, [f"{video}/{positives[0]}"], cand_names=names))
+
+
+def _clip_dir(path: str) -> str:
+    """momentseeker_dataset.py: a clip's frame directory name, `path` with "/" -> "_" and ".mp4" dropped."""
+    return path.replace("/", "_").split(".mp4")[0]
+
+
+def _momentseeker_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
+    """Text, text + image or text + video queries against the row's positive and negative clips; every
+    positive counts (`label_name` is a list). Clips keep all their frames (`load_frames`, not resampled)."""
+    text = get(row, "query", str)
+    source = row.get("input_frames") or ""
+    if not isinstance(source, str):
+        raise RowError(f"field 'input_frames' should be str, got {type(source).__name__}")
+    if source.endswith(".mp4"):
+        query = Item(text=input_text(MOMENTSEEKER_QUERY["video"], text, video=True),
+                     video=frame_files(frames / "video_frames" / _clip_dir(source), "query frame directory"))
+    elif source.endswith(".jpg"):
+        image = existing(frames / f"query_{source}", "query image")
+        query = Item(text=input_text(MOMENTSEEKER_QUERY["image"], text, image=True), images=[str(image)])
+    else:
+        query = Item(text=input_text(MOMENTSEEKER_QUERY["text"], text))
+    clips = {}
+    for kind in ("positive_frames", "negative_frames"):
+        entries = get(row, kind, list)
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("output_path"), str):
+                raise RowError(f"field {kind!r}: every entry needs an 'output_path' string")
+        clips[kind] = [_clip_dir(e["output_path"]) for e in entries]
+    if not clips["positive_frames"]:
+        raise RowError("field 'positive_frames' is empty")
+    names = clips["positive_frames"] + clips["negative_frames"]
+    for name in names:
+        video = frame_files(frames / "video_frames" / name, "clip frame directory")
+        data.add_candidate(name, Item(text=MOMENTSEEKER_CAND, video=video))
+    data.queries.append(EvalQuery(query, list(clips["positive_frames"]), cand_names=names))
