@@ -91,9 +91,12 @@ def test_the_hub_cache_is_found_without_a_data_root(mmeb_root, tiny_dirs, tmp_pa
                                                                 "vidore/arxivqa_test_subsampled_beir"}
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     p = ume("eval", "--model", str(tiny_dirs["qwen2_vl"]), "--task", "HMDB51", "--task", "ViDoRe_arxivqa",
-            "--media-root", str(mmeb_root / "TIGER-Lab/MMEB-V2"), "--output", str(tmp_path / "run"), env=env)
+            "--media-root", str(mmeb_root / "TIGER-Lab/MMEB-V2"), "--output", str(tmp_path / "run"),
+            "--canonical-page-names", env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert last_line(p) == "2/2 tasks scored, 0 missing"
+    board = json.loads((tmp_path / "run/leaderboard_disc-disc.json").read_text())["metrics"]["visdoc"]
+    assert board["ViDoSeek-page"] == "FILE_N/A" and "ViDoSeek-page-fixed" not in board  # the old split's names
     meta = json.loads((tmp_path / "run/runs/disc-disc/visdoc/ViDoRe_arxivqa_meta.json").read_text())
     record = meta["data"][0]
     assert record["origin"] == "hf-cache" and record["revision"] == COMMIT

@@ -114,6 +114,10 @@ def eval_cmd(
         help="Ranking ties: ume (scores rounded to 1e-6, stable) or reference (raw float32 argsort).")] = TiesOpt.ume,
     allow_missing: Annotated[bool, typer.Option(
         help="Exit 0 even when some selected tasks could not be loaded (they are still reported).")] = False,
+    fixed_page_names: Annotated[bool, typer.Option(
+        "--fixed-page-names/--canonical-page-names",
+        help="Leaderboard keys ViDoSeek-page-fixed / MMLongBench-page-fixed, as report_score_v2.py writes them "
+             "for the current split; canonical names for comparisons with the old split's files.")] = True,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the selected tasks and exit.")] = False,
 ) -> None:
     """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report.
@@ -138,7 +142,8 @@ def eval_cmd(
                      limit=limit, pool_limit=pool_limit, device=device, dtype=dtype,
                      cache_dir=str(cache_dir) if cache_dir else None,
                      media_root=None if media_root is None else str(media_root), download=download,
-                     protocol=protocol.value, ties=ties.value, allow_missing=allow_missing)
+                     protocol=protocol.value, ties=ties.value, allow_missing=allow_missing,
+                     fixed_page_names=fixed_page_names)
     summary = run_eval(cfg)
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return

@@ -182,7 +182,8 @@ def plots(out: Path, summary: dict[str, Any]) -> list[str]:
 
 def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Sequence[Any],
                   errors: Sequence[dict[str, Any]], timings: dict[str, float] | None = None,
-                  meta: LeaderboardMeta | None = None, missing: Mapping[str, str] | None = None) -> dict[str, Any]:
+                  meta: LeaderboardMeta | None = None, missing: Mapping[str, str] | None = None,
+                  fixed_page_names: bool = True) -> dict[str, Any]:
     """Write report.json, report.md, plots and, per model run with an MMEB-V2 score, leaderboard_<run>.json
     (metadata from `meta`, by default only the model name); return the summary. `missing` (task -> why it
     could not be loaded) is stated in both reports, so a partial run never reads as a full one."""
@@ -197,7 +198,7 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
         board = {r.task.name: r.scores[lab] for r in results
                  if lab in r.scores and r.task.benchmark == LEADERBOARD_BENCHMARK}
         if lab not in DERIVED and board:
-            write_json(out / f"leaderboard_{lab}.json", leaderboard(board, meta))
+            write_json(out / f"leaderboard_{lab}.json", leaderboard(board, meta, fixed_page_names))
     summary = {
         "model": cfg.model, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "tasks": {t.name: {"modality": t.modality, "meta_task": t.meta_key, "metric": t.metric,

@@ -64,6 +64,7 @@ class EvalConfig:
     protocol: Protocol = "ume-r1"  # prompt set: UME-R1's own eval strings, or the VLM2Vec harness's
     ties: Literal["ume", "reference"] = "ume"  # ranking ties: rounded + stable, or the reference's raw argsort
     allow_missing: bool = False  # a task that cannot be loaded is reported, but does not fail the run
+    fixed_page_names: bool = True  # leaderboard keys ViDoSeek-page-fixed / MMLongBench-page-fixed (current split)
 
 
 @dataclass
@@ -322,7 +323,8 @@ class Runner:
         if self.dist.rank == 0:
             write_jsonl(self.out / "errors.jsonl", self.errors)
             summary = write_reports(self.out, cfg, tasks, results, self.errors, self.timings,
-                                    meta=self.leaderboard_meta(), missing=self.missing)
+                                    meta=self.leaderboard_meta(), missing=self.missing,
+                                    fixed_page_names=cfg.fixed_page_names)
         self.dist.barrier()
         return summary
 
