@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +30,10 @@ from memory import PeakRSS
 import ume
 from ume.batching import make_batch
 from ume.inputs import InputLimits, load_item
-from ume.reference import ForceGenAt, reference_gen
 from ume.tiny import build_tiny
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference readouts
+from reference_impl import ForceGenAt, reference_gen
 
 
 def items_for(n: int, seed: int) -> list[ume.Item]:
@@ -40,7 +43,7 @@ def items_for(n: int, seed: int) -> list[ume.Item]:
 
 
 def run_ours(enc: ume.Encoder, items: list[ume.Item], lengths: list[int], batch: int) -> dict[str, Any]:
-    hook = ForceGenAt(lengths, enc.backbone.gen_id, sorted(enc._eos_ids()) + enc.vision_ids()).hook
+    hook = ForceGenAt(lengths, enc.backbone.gen_id, sorted(enc.eos_ids()) + enc.vision_ids()).hook
     with PeakRSS() as mem:
         t = time.perf_counter()
         res = enc.encode(items, mode="gen", batch_size=batch, max_new_tokens=max(lengths) + 1,
@@ -61,7 +64,7 @@ def run_reference(enc: ume.Encoder, items: list[ume.Item], lengths: list[int], b
         for s in range(0, len(items), batch):
             b = make_batch(bb.processor, bb.recipe, loaded[s:s + batch])
             lens = lengths[s:s + batch]
-            proc = ForceGenAt(lens, bb.gen_id, sorted(enc._eos_ids()) + enc.vision_ids(),
+            proc = ForceGenAt(lens, bb.gen_id, sorted(enc.eos_ids()) + enc.vision_ids(),
                               prompt_len=b["input_ids"].shape[1])
             out = reference_gen(enc.model, b, bb.gen_id, max_new_tokens=max(lens) + 2, logits_processor=proc)
             vectors.append(out.vectors.numpy())

@@ -31,6 +31,23 @@ def test_embed_gen_on_shipped_examples(tmp_path):
     assert run["settings"]["num_samples"] == 2 and run["n_errors"] == 1
 
 
+def test_embed_both_writes_the_disc_vectors_of_the_same_prefill(tmp_path):
+    """`--mode both`: gen vectors in embeddings.npy, disc vectors in disc_embeddings.npy, equal to a disc run."""
+    args = ["embed", "--model", str(EXAMPLES / "tiny-qwen2-vl"), "--input", str(EXAMPLES / "items.jsonl"),
+            "--max-new-tokens", "4"]
+    res = runner.invoke(app, [*args, "--mode", "both", "--output", str(tmp_path / "both")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*args, "--mode", "disc", "--output", str(tmp_path / "disc")])
+    assert res.exit_code == 0, res.output
+    both = np.load(tmp_path / "both" / "disc_embeddings.npy")
+    disc = np.load(tmp_path / "disc" / "embeddings.npy")
+    ok = ~np.isnan(disc).any(axis=1)
+    assert ok.sum() == 4 and np.isnan(both[~ok]).all()
+    cos = (both[ok] * disc[ok]).sum(1) / np.linalg.norm(both[ok], axis=1) / np.linalg.norm(disc[ok], axis=1)
+    assert cos.min() > 0.9999
+    assert np.load(tmp_path / "both" / "embeddings.npy").shape == disc.shape
+
+
 def test_embed_reports_unparseable_rows(tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text('{"text": "fine"}\nnot json\n{"text": "also fine"}\n')
@@ -58,3 +75,20 @@ def test_shipped_example_checkpoint_is_reproducible(tmp_path):
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (fresh / name).read_bytes() == (EXAMPLES / "tiny-qwen2-vl" / name).read_bytes(), name
     shutil.rmtree(fresh)
+
+
+def test_embed_refuses_a_foreign_output_folder_before_loading_the_model(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(b'{"text": "a"}\n{"text": "caf\xe9"}\n')  # a bad byte is one line's error, not the file's
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "paper.pdf").write_text("")
+    res = runner.invoke(app, ["embed", "--model", str(tmp_path / "no-such-model"), "--input", str(items),
+                              "--output", str(out)])
+    assert res.exit_code != 0 and "holds files this command did not write" in str(res.exception)
+    (out / "paper.pdf").unlink()
+    res = runner.invoke(app, ["embed", "--model", str(EXAMPLES / "tiny-qwen2-vl"), "--input", str(items),
+                              "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    err = json.loads((out / "errors.jsonl").read_text())
+    assert (err["index"], err["line"]) == (1, 2) and "items.jsonl:2: invalid item row (invalid UTF-8" in err["reason"]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference_impl import ForceGenAt, reference_disc, reference_gen
 
 import ume
 from ume.batching import make_batch
 from ume.inputs import InputLimits, load_item
-from ume.reference import ForceGenAt, reference_disc, reference_gen
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 
@@ -69,7 +69,7 @@ def test_gen_equals_reference_hidden_states_j_plus_1(encoders, media, family):
     bb = enc.backbone
     items = mixed_items(media)[:3]
     lengths = [5, 17, 9]
-    banned = sorted(enc._eos_ids()) + enc.vision_ids()  # ume never samples vision placeholders
+    banned = sorted(enc.eos_ids()) + enc.vision_ids()  # ume never samples vision placeholders
     hook = ForceGenAt(lengths, bb.gen_id, banned).hook
     ours = enc.encode(items, mode="gen", batch_size=3, max_new_tokens=64, logits_processor=hook)
     assert not ours.forced.any()  # <gen_emb> was chosen by the (steered) model, not appended
@@ -86,7 +86,7 @@ def test_gen_reference_batched_with_padding(encoder, media):
     enc, bb = encoder, encoder.backbone
     items = mixed_items(media)[:4]
     lengths = [3, 11, 7, 20]
-    banned = sorted(enc._eos_ids()) + enc.vision_ids()
+    banned = sorted(enc.eos_ids()) + enc.vision_ids()
     ours = enc.encode(items, mode="gen", batch_size=2, max_new_tokens=64,
                       logits_processor=ForceGenAt(lengths, bb.gen_id, banned).hook)
     batch = batch_of(enc, items)
@@ -164,6 +164,6 @@ def test_pil_and_bytes_and_path_images_agree(encoder, media):
 
 def test_argument_validation(encoder):
     with pytest.raises(ValueError, match="mode"):
-        encoder.encode(["x"], mode="both")
+        encoder.encode(["x"], mode="sideways")
     with pytest.raises(ValueError, match="num_samples > 1 needs mode='gen'"):
         encoder.encode(["x"], mode="disc", num_samples=2)

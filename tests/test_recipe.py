@@ -84,3 +84,42 @@ def test_invalid_recipe_values():
         Recipe(disc_separator="\n")
     with pytest.raises(ValueError, match="vision_preprocess"):
         Recipe(vision_preprocess="torchvision")
+
+
+def test_find_recipe_falls_back_only_when_the_file_is_absent(tmp_path, monkeypatch):
+    """A hub checkpoint's recipe comes from the hub cache offline; a malformed one is an error, not the
+    reference recipe in disguise (issue: any exception used to fall back)."""
+    import hashlib
+    import json
+    import os
+
+    import huggingface_hub.constants as hub_constants
+    import pytest
+
+    from ume.backbone import find_recipe
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    commit = "1" * 40
+
+    def cached(repo: str, files: dict[str, bytes]) -> None:
+        base = tmp_path / ("models--" + repo.replace("/", "--"))
+        (base / "refs").mkdir(parents=True)
+        (base / "refs" / "main").write_text(commit)
+        (base / "blobs").mkdir()
+        for name, data in files.items():
+            blob = base / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            link = base / "snapshots" / commit / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+
+    good = Recipe(blank_image_size=56)
+    cached("org/good", {"ume_recipe.json": json.dumps(good.to_dict()).encode()})
+    cached("org/broken", {"ume_recipe.json": b'{"blank_image_size": 56, "no_such_field": 1}'})
+    cached("org/none", {"config.json": b"{}"})
+    assert find_recipe("org/good") == good
+    with pytest.raises(ValueError, match="unknown field"):
+        find_recipe("org/broken")
+    with pytest.warns(UserWarning, match="reference recipe"):
+        assert find_recipe("org/none") == Recipe()
+

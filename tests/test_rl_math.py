@@ -16,8 +16,10 @@ def unit(*rows):
 
 def test_format_reward():
     ok = "<think>look</think> so <answer>a red circle</answer><gen_emb>"
-    assert format_reward([ok, ok + " trailing", "<think>x</think><answer>y</answer>", "x" + ok,
-                          "<think>a\nb</think>\n<answer>c\n</answer>\n<gen_emb>"]).tolist() == [1, 1, 0, 0, 1]
+    texts = [ok, ok + " trailing", "<think>x</think><answer>y</answer>", "x" + ok,
+             "<think>a\nb</think>\n<answer>c\n</answer>\n<gen_emb>"]
+    assert format_reward(texts).tolist() == [1, 1, 0, 1, 1]  # the reference's re.search: text before is fine
+    assert format_reward(texts, "match").tolist() == [1, 1, 0, 0, 1]  # anchored
 
 
 def test_all_positives_on_top():

@@ -139,3 +139,46 @@ def test_overall_standard_error_adds_task_errors_in_quadrature():
     overall = aggregate({a.name: 50.0, b.name: 100.0}, [a, b], se)["overall"]
     assert overall["mean"] == 75.0 and overall["se"] == pytest.approx(se[a.name] / 2)
     assert "se" not in aggregate({a.name: 50.0}, [a, b])["overall"]  # no per-query data, no error bar
+
+
+def test_a_folder_holding_other_settings_is_refused_unless_overwritten(mmeb_root, tiny_dirs, encoder, tmp_path):
+    from ume.evaluate.runner import OutputConflict
+
+    out = tmp_path / "shared"
+    Runner(config(mmeb_root, out, tiny_dirs["qwen2_vl"], tasks=("ImageNet-1K",), limit=1), encoder=encoder).run()
+    assert json.loads((out / "eval_config.json").read_text())["limit"] == 1
+    Runner(config(mmeb_root, out, tiny_dirs["qwen2_vl"], tasks=("MSCOCO_t2i",), limit=1), encoder=encoder).run()
+    kept = {p.name for p in (out / "runs/disc-disc/image").glob("*_score.json")}
+    assert kept == {"ImageNet-1K_score.json", "MSCOCO_t2i_score.json"}  # same settings, other tasks: one folder
+    with pytest.raises(OutputConflict, match=r"'limit': \(1, 2\)"):
+        Runner(config(mmeb_root, out, tiny_dirs["qwen2_vl"], tasks=("ImageNet-1K",), limit=2), encoder=encoder).run()
+    Runner(config(mmeb_root, out, tiny_dirs["qwen2_vl"], tasks=("ImageNet-1K",), limit=2, overwrite=True),
+           encoder=encoder).run()
+    assert {p.name for p in (out / "runs/disc-disc/image").glob("*_score.json")} == {"ImageNet-1K_score.json"}
+    meta = json.loads((out / "runs/disc-disc/image/ImageNet-1K_meta.json").read_text())
+    assert meta["num_queries"] == 2
+
+
+def test_a_bad_query_is_named_scored_zero_and_counted_or_stops_a_fail_fast_run(mmeb_root, tiny_dirs, encoder,
+                                                                               tmp_path):
+    import shutil
+
+    from ume.inputs import InputError
+
+    root = tmp_path / "data"
+    for repo in ("ziyjiang/MMEB_Test_Instruct", "TIGER-Lab/MMEB-V2"):
+        shutil.copytree(mmeb_root / repo, root / repo, symlinks=True)
+    victim = root / "TIGER-Lab/MMEB-V2/image-tasks/ImageNet-1K/q_0.jpg"
+    victim.write_bytes(victim.read_bytes()[:30])
+    cfg = config(root, tmp_path / "out", tiny_dirs["qwen2_vl"], tasks=("ImageNet-1K",))
+    Runner(cfg, encoder=encoder).run()
+    errors = [json.loads(x) for x in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and errors[0]["reason"].startswith("task ImageNet-1K: row 0: qry: ")
+    meta = json.loads((tmp_path / "out/runs/disc-disc/image/ImageNet-1K_meta.json").read_text())
+    assert meta["queries_failed"] == 1 and meta["candidates_failed"] == 0
+    per_query = [json.loads(x) for x in (tmp_path / "out/runs/disc-disc/image/ImageNet-1K_pred.jsonl")
+                 .read_text().splitlines()]
+    assert len(per_query) == meta["num_queries"]  # the bad query is still a row of the task, scored 0
+    with pytest.raises(InputError, match="task ImageNet-1K: row 0: qry"):
+        Runner(config(root, tmp_path / "strict", tiny_dirs["qwen2_vl"], tasks=("ImageNet-1K",), fail_fast=True),
+               encoder=encoder).run()

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
+from ume.generation import Completion
 from ume.train.rl import RLTrainer, sequence_batch
 from ume.train.rl_config import RLConfig
 from ume.train.rl_data import DataError, load_rl_pairs
-from ume.train.rollouts import Completion
 
 
 def cfg_for(tiny, minimmeb_root, out, **kw) -> RLConfig:
@@ -68,7 +68,7 @@ def test_sequence_batch_keeps_generated_ids_and_masks_forced_token(encoder):
     from ume.inputs import Item
 
     bb = encoder.backbone
-    comps = [Completion([5, 6, bb.gen_id], False), Completion([7, bb.gen_id], True)]
+    comps = [Completion((0, 0), [5, 6, bb.gen_id], False), Completion((1, 0), [7, bb.gen_id], True)]
     batch, plen, _, mask = sequence_batch(bb, [Item("a"), Item("b")], comps, bb.pad_id)
     assert batch["input_ids"][:, plen:].tolist() == [[5, 6, bb.gen_id], [7, bb.gen_id, bb.pad_id]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]  # the appended <gen_emb> is not the policy's choice
@@ -109,3 +109,25 @@ def test_two_processes_gather_the_same_rewards_as_one(tiny_dirs, minimmeb_root, 
         outs[procs] = log(tmp_path / f"p{procs}")[0]
     for key in ("qry_reward", "tgt_reward", "qry_rank", "qry_gap", "tgt_gap", "qry_completion_length"):
         assert outs[1][key] == pytest.approx(outs[2][key], abs=1e-5), key
+
+
+def test_a_pair_that_fails_to_decode_mid_run_is_reported_and_replaced(tiny_dirs, minimmeb_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(minimmeb_root / "train", root / "train")
+    rows = json.loads((root / "train" / "rl.json").read_text())
+    broken = next(r for r in rows if "qry_image" in r)
+    path = root / broken["qry_image"]
+    path.write_bytes(path.read_bytes()[:40])  # exists (validation passes), does not decode
+    cfg = cfg_for(tiny_dirs["qwen2_vl"], root, tmp_path / "rl", data=[str(root / "train" / "rl.json")],
+                  max_steps=3, per_device_batch=4, skip_bad_rows=True)
+    out = RLTrainer(cfg).train()
+    assert [ln["step"] for ln in log(out)] == [1, 2, 3]
+    bad = [json.loads(x) for x in (out / "bad_rows.jsonl").read_text().splitlines()]
+    assert len(bad) == 1  # met once, then replaced without being decoded again
+    assert bad[0]["row"] == rows.index(broken) and bad[0]["field"] == "qry_image" and bad[0]["stage"] == "load"
+    assert bad[0]["rank"] == 0 and "step" in bad[0]
+    with pytest.raises(DataError, match="qry_image"):
+        RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], root, tmp_path / "strict", data=[str(root / "train" / "rl.json")],
+                          max_steps=3, per_device_batch=4)).train()

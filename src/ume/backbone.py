@@ -5,6 +5,7 @@ We add the two embedding tokens the way the reference does and otherwise leave t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,17 +86,25 @@ def register_ume_tokens(model: Any, tokenizer: Any, family: Family) -> bool:
     return True
 
 
-def find_recipe(source: str) -> Recipe:
-    """The checkpoint's `ume_recipe.json` (local dir, or the hub repo when reachable), else the reference."""
+def find_recipe(source: str | Path) -> Recipe:
+    """The checkpoint's `ume_recipe.json` — from a local directory, or the hub repo (or its cache offline) —
+    else the reference recipe. Only an absent file falls back: a malformed one is an error, never ignored.
+    Inference and both trainers resolve recipes through here."""
     local = Path(source)
     if local.is_dir():
         return Recipe.load(local)
-    try:
-        from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        return Recipe.load(Path(hf_hub_download(source, RECIPE_FILE)).parent)
-    except Exception:  # no such file in the repo, offline, or not a repo: the released UME-R1 has none
+    try:
+        path = hf_hub_download(str(source), RECIPE_FILE)
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first) offline, not cached
+        warnings.warn(f"{source}: {RECIPE_FILE} is not in the hub cache and the hub is unreachable; using the "
+                      "reference recipe (UME-R1's own checkpoints carry none)", stacklevel=2)
         return Recipe()
+    except EntryNotFoundError:  # the repo has none (the released UME-R1 checkpoints): the reference recipe
+        return Recipe()
+    return Recipe.load(Path(path).parent)
 
 
 def default_device() -> torch.device:

@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import os
+import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from ume.inputs import Item, LoadedItem
+from ume.inputs import PIXEL_ERRORS, Item, LoadedItem
 from ume.recipe import Recipe, Visual
 
 # qwen-vl-utils' frame factor: frame lists are padded with their last frame to a multiple of it.
@@ -92,6 +95,44 @@ def make_batch(processor: Any, recipe: Recipe, items: Sequence[LoadedItem],
     return dict(batch)
 
 
+def completion_batch(processor: Any, recipe: Recipe, items: Sequence[LoadedItem], completions: Sequence[list[int]],
+                     pad_id: int) -> tuple[dict[str, torch.Tensor], int, torch.Tensor, torch.Tensor]:
+    """Left-padded prompts followed by right-padded completions, exactly the generated ids (re-tokenising
+    decoded text would not reproduce them): the teacher-forced input of the gen readout and of RL.
+    Returns the batch, the prompt length, the completion ids [M, T] and their mask [M, T]."""
+    batch = make_batch(processor, recipe, items)
+    width = max(len(c) for c in completions)
+    ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(completions), width), dtype=torch.long)
+    for i, c in enumerate(completions):
+        ids[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[i, :len(c)] = 1
+    prompt_len = batch["input_ids"].shape[1]
+    batch["input_ids"] = torch.cat([batch["input_ids"], ids], dim=1)
+    batch["attention_mask"] = torch.cat([batch["attention_mask"], mask], dim=1)
+    if "mm_token_type_ids" in batch:
+        batch["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
+    return batch, prompt_len, ids, mask
+
+
+def batch_or_isolate(processor: Any, recipe: Recipe, items: Sequence[LoadedItem],
+                     reject: Callable[[int, str], None]) -> tuple[list[int], dict[str, torch.Tensor] | None]:
+    """`make_batch` for `items`; if the processor refuses the batch, find the items it refuses one by one,
+    `reject(index, reason)` each, and batch the rest. Returns (indices batched, batch or None)."""
+    try:
+        return list(range(len(items))), make_batch(processor, recipe, items)
+    except Exception:  # the processor's own error: attributed to the item(s) below, never lost
+        pass
+    good = []
+    for i, item in enumerate(items):
+        try:
+            make_batch(processor, recipe, [item])
+            good.append(i)
+        except Exception as e:  # any processor failure is that item's error
+            reject(i, f"processor failed: {e}")
+    return good, make_batch(processor, recipe, [items[i] for i in good]) if good else None
+
+
 def length_hint(item: Item, recipe: Recipe) -> int:
     """A cheap estimate of an item's prompt length in tokens, for sorting only (reads image headers)."""
     tokens = len(item.text or "") // 3
@@ -104,16 +145,23 @@ def length_hint(item: Item, recipe: Recipe) -> int:
     return tokens
 
 
-def _image_tokens(src: Any, recipe: Recipe) -> int:
+def _image_tokens(src: Any, recipe: Recipe, read_bytes: bool = False) -> int:
+    """Visual tokens of one image from its header; a path that is not a regular file is never opened (a FIFO
+    would block), and a broken file counts 0 (it is reported when loaded for real)."""
     try:
         if isinstance(src, Image.Image):
             w, h = src.size
         elif isinstance(src, (str, Path)):
+            if not stat.S_ISREG(os.stat(src).st_mode):
+                return 0
             with Image.open(src) as img:
+                w, h = img.size
+        elif read_bytes and isinstance(src, (bytes, bytearray)):
+            with Image.open(io.BytesIO(src)) as img:
                 w, h = img.size
         else:
             return 64
-    except Exception:  # a broken file is reported later, when it is loaded for real
+    except PIXEL_ERRORS:
         return 0
     return _pixel_tokens(w * h, recipe)
 
@@ -133,3 +181,53 @@ def length_order(items: Sequence[Item], recipe: Recipe) -> list[int]:
     """Indices sorted longest first (stable), so batches hold similar lengths and OOM shows early."""
     hints = [length_hint(it, recipe) for it in items]
     return sorted(range(len(items)), key=lambda i: -hints[i])
+
+
+# --- token budgets ---------------------------------------------------------------------------------------
+def visual_tokens(item: Item, recipe: Recipe) -> int:
+    """Estimated visual tokens of an item from its images' headers (bytes included), 64 per video frame, or
+    the blank image of a text-only item."""
+    tokens = sum(_image_tokens(src, recipe, read_bytes=True) for src in item.images)
+    if item.video is not None:
+        tokens += 64 * recipe.num_frames
+    if not item.images and item.video is None:
+        tokens += _pixel_tokens(recipe.blank_image_size ** 2, recipe)
+    return tokens
+
+
+def prompt_overhead(processor: Any, recipe: Recipe) -> int:
+    """Tokens of the recipe's prompt around an item's own text and visuals (system turn, chat template,
+    `<disc_emb>` and the generation prompt), counted once on an empty item."""
+    text = prompt_texts(processor, recipe, [LoadedItem("", [], None)])[0]
+    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    pads = {processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+    return sum(1 for t in ids if t not in pads)
+
+
+def estimate_tokens(item: Item, recipe: Recipe, tokenizer: Any, overhead: int = 0) -> int:
+    """An item's prompt length in tokens, for limits and budgets: its text tokenized for real, plus
+    `visual_tokens` and the recipe's `overhead` (`prompt_overhead`). Within a few tokens of the processor's
+    count for images; videos are estimated at 64 tokens per frame."""
+    text = item.text or ""
+    n_text = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+    return overhead + n_text + visual_tokens(item, recipe)
+
+
+def token_batches(lengths: Sequence[int], max_items: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of `lengths` grouped into batches, longest first (stable): each batch holds at most `max_items`
+    items and, padded to its longest item, at most `max_tokens` tokens (items x longest), so one long item never
+    pads many short ones into one huge allocation. An item longer than `max_tokens` forms a batch alone."""
+    if max_items < 1:
+        raise ValueError("max_items must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:  # longest first: the first item of a batch is its longest
+        if current and (len(current) >= max_items
+                        or (max_tokens is not None and (len(current) + 1) * lengths[current[0]] > max_tokens)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches

@@ -17,11 +17,16 @@ app.add_typer(data_app, name="data")
 
 
 def _add_subapps() -> None:
+    from ume.index.cli import index_app, search_cmd
+    from ume.serve.cli import serve_cmd
     from ume.synth.cli import synth_app
     from ume.train.cli import train_app
 
     app.add_typer(synth_app, name="synth")
     app.add_typer(train_app, name="train")
+    app.add_typer(index_app, name="index")
+    app.command("serve")(serve_cmd)
+    app.command("search")(search_cmd)
 
 
 _add_subapps()
@@ -30,6 +35,17 @@ _add_subapps()
 class ModeOpt(StrEnum):
     disc = "disc"
     gen = "gen"
+
+
+class BackendOpt(StrEnum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class EmbedModeOpt(StrEnum):
+    disc = "disc"
+    gen = "gen"
+    both = "both"
 
 
 class FamilyOpt(StrEnum):
@@ -41,6 +57,7 @@ class FamilyOpt(StrEnum):
 class SizeOpt(StrEnum):
     tiny = "tiny"
     small = "small"
+    demo = "demo"
     mid = "mid"
 
 
@@ -49,13 +66,22 @@ def embed(
     model: Annotated[str, typer.Option(help="Checkpoint: local directory or hub id.")],
     input: Annotated[Path, typer.Option("--input", help="JSONL, one item per line: text, image(s), video, id.")],
     output: Annotated[Path, typer.Option(help="Directory for embeddings.npy, items.jsonl, errors.jsonl.")],
-    mode: Annotated[ModeOpt, typer.Option(help="disc: one forward; gen: reason, then embed.")] = ModeOpt.disc,
+    mode: Annotated[EmbedModeOpt, typer.Option(
+        help="disc: one forward; gen: reason, then embed; both: gen + disc from the same prefill.")] = (
+        EmbedModeOpt.disc),
     samples: Annotated[int, typer.Option(help="Reasoning samples per item (gen); >1 samples at T=1.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Items per batch.")] = 8,
     max_new_tokens: Annotated[int | None, typer.Option(help="Reasoning budget (gen).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (gen); 0 = greedy.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (gen).")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Top-k sampling (gen); 0 = off.")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="Repetition penalty (gen).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    backend: Annotated[BackendOpt, typer.Option(help="Generation backend: hf or vllm (GPU).")] = BackendOpt.hf,
+    max_item_tokens: Annotated[int | None, typer.Option(
+        help="Longest prompt an item may have, in tokens (default: the model's context).")] = None,
+    max_batch_tokens: Annotated[int, typer.Option(
+        help="Padded prompt tokens per batch (items x longest); 0 = no budget.")] = 16384,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 (default: bf16 on GPU, fp32 on CPU).")] = None,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first bad item instead of reporting it.")] = False,
@@ -65,8 +91,9 @@ def embed(
 
     summary = run_embed(model=model, input_path=input, output=output, mode=mode.value, samples=samples,
                         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, seed=seed, device=device, dtype=dtype,
-                        on_error="raise" if fail_fast else "skip")
+                        top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty, seed=seed, device=device,
+                        dtype=dtype, on_error="raise" if fail_fast else "skip", max_item_tokens=max_item_tokens,
+                        max_batch_tokens=max_batch_tokens or None, backend=backend.value)
     typer.echo(summary)
 
 
@@ -118,6 +145,11 @@ def eval_cmd(
         "--fixed-page-names/--canonical-page-names",
         help="Leaderboard keys ViDoSeek-page-fixed / MMLongBench-page-fixed, as report_score_v2.py writes them "
              "for the current split; canonical names for comparisons with the old split's files.")] = True,
+    backend: Annotated[BackendOpt, typer.Option(
+        help="Generation backend of gen mode: hf (ume's continuous-batching decoder) or vllm (GPU).")] = BackendOpt.hf,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first bad row or item instead of reporting it.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Reuse an output folder holding results of other settings (its runs/ are replaced).")] = False,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the selected tasks and exit.")] = False,
 ) -> None:
     """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report.
@@ -143,7 +175,8 @@ def eval_cmd(
                      cache_dir=str(cache_dir) if cache_dir else None,
                      media_root=None if media_root is None else str(media_root), download=download,
                      protocol=protocol.value, ties=ties.value, allow_missing=allow_missing,
-                     fixed_page_names=fixed_page_names)
+                     fixed_page_names=fixed_page_names, backend=backend.value, fail_fast=fail_fast,
+                     overwrite=overwrite)
     summary = run_eval(cfg)
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return

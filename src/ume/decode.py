@@ -1,13 +1,15 @@
-"""Generative readout: decode the reasoning, then read the state at the generated `<gen_emb>`.
+"""The "hf" generation backend: ume's continuous-batching decoder over the stock transformers model.
 
-Unlike `generate(..., output_hidden_states=True)`, which keeps every layer's state for every step
-(memory linear in the generated length), this loop keeps one last-layer vector per sequence. It is a
-small KV-cache decoding loop over the stock model with continuous batching: a sequence leaves the
-running batch as soon as its vector is read, and a waiting prompt takes its slot, so a long
-reasoning trace does not hold a whole batch hostage.
+Unlike `generate(..., output_hidden_states=True)`, which keeps every layer's state for every step (memory
+linear in the generated length), this loop keeps one last-layer vector per sequence. It is a small KV-cache
+decoding loop with continuous batching: a sequence leaves the running batch as soon as its `<gen_emb>` state
+is read, and a waiting prompt takes its slot, so a long reasoning trace does not hold a whole batch hostage.
+`k` samples of one prompt share its prefill (the cache is copied k times).
 
-Position ids are passed explicitly (M-RoPE positions from the model's own `get_rope_index` for the
-prompt, then +1 per generated token), so rows can join and leave the batch freely.
+Position ids are passed explicitly (M-RoPE positions from the model's own `get_rope_index` for the prompt,
+then +1 per generated token), so rows can join and leave the batch freely. Next tokens are chosen by
+transformers' logits processors for the effective settings (`GenerationSettings.processors`), applied to
+each row's own prompt + completion, so penalties see exactly what `generate()` would show them.
 """
 
 from __future__ import annotations
@@ -17,60 +19,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import DynamicCache
 
-from ume.readout import last_hidden, normalize
+from ume.batching import batch_or_isolate
+from ume.generation import Completion, GenerationSettings, Prompt, PromptSource, Reject, finish
+from ume.readout import last_hidden, last_positions, normalize, read_vectors
 
-# (row keys, tokens generated so far per row, logits [rows, vocab]) -> logits; like HF's LogitsProcessor,
-# but per row, since rows of the running batch have different lengths.
+# (row keys, tokens generated so far per row, logits [rows, vocab]) -> logits: a caller's own per-row edit
+# of the next-token logits (e.g. tests forcing lengths), applied before the settings' processors.
 LogitsHook = Callable[[list[Any], list[list[int]], torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Decoding settings. `do_sample=False` is greedy; otherwise temperature / top-p / top-k sampling."""
-
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int | None = None
-    max_new_tokens: int = 8192
-
-
-@dataclass
-class Request:
-    """One sequence to decode: a prompt (prepared processor inputs for one item) and a sample index."""
-
-    key: Any  # caller's handle, returned with the result
-    seed: int | None = None
-
-
-@dataclass
-class Completion:
-    """A decoded sequence and its embedding."""
-
-    key: Any
-    vector: torch.Tensor  # [H] float32, L2-normalised
-    token_ids: list[int]  # generated ids, ending with <gen_emb>
-    forced: bool  # True when <gen_emb> was appended by us (missing or cut by max_new_tokens)
-    eos_before_gen: bool  # True when the model ended (<|im_end|>) before emitting <gen_emb>
 
 
 @dataclass
 class _Row:
     key: Any
     generator: torch.Generator | None
+    prompt: torch.Tensor  # the prompt's ids without padding (what penalties look at, as in generate())
+    disc: torch.Tensor | None = None
     tokens: list[int] = field(default_factory=list)
     forced: bool = False
     eos_before_gen: bool = False
     reading: bool = False  # the token just fed is <gen_emb>: the next hidden state is the embedding
-
-
-def row_seed(seed: int, *parts: int) -> int:
-    """A well-mixed seed for (seed, item, sample): independent streams, stable across batchings."""
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def prompt_positions(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -118,57 +88,38 @@ def _trim_left(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
     return mask[:, first:]
 
 
-class Decoder:
-    """Continuous-batching decoder over a stock Qwen-VL model; see the module docstring."""
+class HFBackend:
+    """Continuous-batching decoding with the stock model; see the module docstring."""
 
-    def __init__(self, model: Any, gen_id: int, eos_ids: set[int], sampling: Sampling,
-                 logits_processor: LogitsHook | None = None, banned: Sequence[int] = ()) -> None:
-        self.model = model
-        self.gen_id = gen_id
-        self.eos_ids = eos_ids
-        self.sampling = sampling
-        self.logits_processor = logits_processor
+    name = "hf"
+
+    def __init__(self, backbone: Any, logits_hook: LogitsHook | None = None, banned: Sequence[int] = (),
+                 eos_ids: set[int] | None = None) -> None:
+        self.backbone = backbone
+        self.model = backbone.model
+        self.logits_hook = logits_hook
         self.banned = list(banned)  # ids never sampled (vision placeholders: a completion holds text only)
-
-    def _choose(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
-        s = self.sampling
-        if not s.do_sample:
-            return logits.argmax(-1).tolist()
-        logits = logits.float() / max(s.temperature, 1e-6)
-        if s.top_k is not None and 0 < s.top_k < logits.shape[-1]:
-            kth = logits.topk(s.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = logits.softmax(-1)
-        if s.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > s.top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        return [int(torch.multinomial(probs[i], 1, generator=r.generator)) for i, r in enumerate(rows)]
+        self.eos_ids = eos_ids if eos_ids is not None else {backbone.eos_id}
 
     @torch.no_grad()
-    def run(self, source: Callable[[int], tuple[list[Request], dict[str, torch.Tensor]] | None],
-            max_rows: int, repeats: int = 1,
-            on_done: Callable[[Completion], None] | None = None) -> list[Completion]:
-        """Decode until `source` runs dry; `source(n)` returns up to n prompts or None when empty.
-
-        A prompt is (requests, processor batch): with `repeats=k` each prompt row is prefilled once and
-        its cache copied for k samples, so the requests are k per prompt row, in row-major order.
-        """
+    def run(self, source: PromptSource, settings: GenerationSettings, on_done: Callable[[Completion], None],
+            on_reject: Reject, max_rows: int, want_disc: bool = False) -> None:
+        """Decode until `source` runs dry, keeping at most `max_rows` sequences in the running batch."""
         device = next(self.model.parameters()).device
-        done: list[Completion] = []
+        processors = settings.processors(device)
         rows: list[_Row] = []
         cache: DynamicCache | None = None
         mask = pos = hidden = None
         exhausted = False
         while True:
-            free = (max(max_rows, repeats) - len(rows)) // repeats
-            got = None if exhausted or free <= 0 else source(free)
-            exhausted = exhausted or (free > 0 and got is None)
-            if got is not None:
-                reqs, batch = got
-                new_cache, new_mask, new_pos, new_hidden = self._prefill(batch, repeats, device)
-                rows += [_Row(r.key, self._generator(r.seed, device)) for r in reqs]
+            got = None
+            if not exhausted:
+                got = self._next_prompts(source, max_rows - len(rows), on_reject)
+                exhausted = got is None
+            if got:  # (prompts, batch) to prefill; [] when nothing fits in the free slots now
+                prompts, batch = got
+                new_cache, new_mask, new_pos, new_hidden, discs = self._prefill(batch, prompts, device, want_disc)
+                rows += self._rows(prompts, batch, discs, settings, device)
                 if cache is None:
                     cache, mask, pos, hidden = new_cache, new_mask, new_pos, new_hidden
                 else:
@@ -178,8 +129,8 @@ class Decoder:
                     pos, hidden = torch.cat([pos, new_pos]), torch.cat([hidden, new_hidden])
                 continue  # fill every free slot before the next decoding step
             if not rows:
-                return done
-            keep = self._read_finished(rows, hidden, done, on_done)
+                return
+            keep = self._read_finished(rows, hidden, on_done)
             if len(keep) < len(rows):
                 idx = torch.tensor(keep, dtype=torch.long, device=device)
                 cache.batch_select_indices(idx)
@@ -189,13 +140,8 @@ class Decoder:
             if not rows:
                 cache = mask = pos = hidden = None
                 continue
-            logits = self.model.lm_head(hidden)
-            if self.banned:
-                logits[:, self.banned] = float("-inf")
-            if self.logits_processor is not None:
-                logits = self.logits_processor([r.key for r in rows], [r.tokens for r in rows], logits)
-            chosen = self._choose(logits, rows)
-            ids = torch.tensor([self._next_token(r, t) for r, t in zip(rows, chosen, strict=True)],
+            chosen = self._choose(self.model.lm_head(hidden).float(), rows, settings, processors)
+            ids = torch.tensor([self._record(r, t, settings) for r, t in zip(rows, chosen, strict=True)],
                                device=device).unsqueeze(1)
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             out = last_hidden(self.model, input_ids=ids, attention_mask=mask,
@@ -203,47 +149,94 @@ class Decoder:
             hidden = out.last_hidden_state[:, -1]
             pos = pos + 1
 
-    def _generator(self, seed: int | None, device: torch.device) -> torch.Generator | None:
-        if not self.sampling.do_sample:
-            return None
+    def _next_prompts(self, source: PromptSource, free: int, on_reject: Reject
+                      ) -> tuple[list[Prompt], dict[str, torch.Tensor]] | list[Any] | None:
+        """The next prompts that fit in `free` sequence slots, as one processor batch; [] when none fit now,
+        None when the source is exhausted. Prompts the processor rejects are reported and skipped."""
+        while free > 0:
+            prompts = source(free)
+            if not prompts:
+                return prompts
+            ok, batch = batch_or_isolate(self.backbone.processor, self.backbone.recipe, [p.item for p in prompts],
+                                         lambda i, reason, ps=prompts: on_reject(ps[i].key, reason))
+            if batch is not None:
+                return [prompts[i] for i in ok], batch
+        return []
+
+    def _rows(self, prompts: list[Prompt], batch: dict[str, torch.Tensor], discs: torch.Tensor | None,
+              settings: GenerationSettings, device: torch.device) -> list[_Row]:
+        rows = []
+        for b, p in enumerate(prompts):
+            prompt = batch["input_ids"][b][batch["attention_mask"][b].bool()].to(device)
+            for s, seed in enumerate(p.seeds):
+                gen = self._generator(seed, device) if settings.do_sample else None
+                rows.append(_Row((p.key, s), gen, prompt, None if discs is None else discs[b]))
+        return rows
+
+    def _choose(self, logits: torch.Tensor, rows: list[_Row], settings: GenerationSettings,
+                processors: Any) -> list[int]:
+        if self.banned:
+            logits[:, self.banned] = float("-inf")
+        if self.logits_hook is not None:
+            logits = self.logits_hook([r.key for r in rows], [r.tokens for r in rows], logits)
+        if processors:
+            if settings.repetition_penalty != 1.0 or settings.no_repeat_ngram_size > 0:  # these read each row's ids
+                logits = torch.cat([processors(self._ids(r), logits[i:i + 1]) for i, r in enumerate(rows)])
+            else:  # warpers only: they never look at the ids
+                logits = processors(torch.empty((len(rows), 0), dtype=torch.long, device=logits.device), logits)
+        if not settings.do_sample:
+            return logits.argmax(-1).tolist()
+        probs = logits.softmax(-1)
+        return [int(torch.multinomial(probs[i], 1, generator=r.generator)) for i, r in enumerate(rows)]
+
+    @staticmethod
+    def _ids(row: _Row) -> torch.Tensor:
+        generated = torch.tensor(row.tokens, dtype=row.prompt.dtype, device=row.prompt.device)
+        return torch.cat([row.prompt, generated]).unsqueeze(0)
+
+    @staticmethod
+    def _generator(seed: int | None, device: torch.device) -> torch.Generator:
         g = torch.Generator(device=device)
         g.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))
         return g
 
-    def _prefill(self, batch: dict[str, torch.Tensor], repeats: int, device: torch.device):
+    def _prefill(self, batch: dict[str, torch.Tensor], prompts: list[Prompt], device: torch.device,
+                 want_disc: bool) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         positions = prompt_positions(self.model, batch)
         cache = DynamicCache(config=self.model.config)
         out = last_hidden(self.model, **batch, position_ids=positions, cache=cache, use_cache=True)
+        discs = None
+        if want_disc:  # the prompt's <disc_emb> state is in this prefill already: disc comes for free
+            discs = read_vectors(out.last_hidden_state, last_positions(batch["input_ids"], self.backbone.disc_id))
         hidden = out.last_hidden_state[:, -1]
         next_pos = positions.amax(dim=(0, 2)) + 1
         mask = batch["attention_mask"]
-        if repeats > 1:
-            cache.batch_repeat_interleave(repeats)
-            hidden = hidden.repeat_interleave(repeats, dim=0)
-            next_pos = next_pos.repeat_interleave(repeats, dim=0)
-            mask = mask.repeat_interleave(repeats, dim=0)
-        return cache, mask, next_pos, hidden
+        repeats = torch.tensor([len(p.seeds) for p in prompts], device=device)
+        if bool((repeats > 1).any()):
+            if bool((repeats != repeats[0]).any()):
+                raise ValueError("every prompt of one prefill must ask for the same number of samples")
+            k = int(repeats[0])
+            cache.batch_repeat_interleave(k)
+            hidden, next_pos, mask = (t.repeat_interleave(k, dim=0) for t in (hidden, next_pos, mask))
+        return cache, mask, next_pos, hidden, discs
 
-    def _read_finished(self, rows: list[_Row], hidden: torch.Tensor, done: list[Completion],
-                       on_done: Callable[[Completion], None] | None) -> list[int]:
+    @staticmethod
+    def _read_finished(rows: list[_Row], hidden: torch.Tensor, on_done: Callable[[Completion], None]) -> list[int]:
         keep = []
         for i, r in enumerate(rows):
             if not r.reading:
                 keep.append(i)
                 continue
-            c = Completion(r.key, normalize(hidden[i]).cpu(), r.tokens, r.forced, r.eos_before_gen)
-            done.append(c)
-            if on_done is not None:
-                on_done(c)
+            on_done(Completion(r.key, r.tokens, r.forced, r.eos_before_gen, normalize(hidden[i]).cpu(),
+                               None if r.disc is None else r.disc.cpu()))
         return keep
 
-    def _next_token(self, row: _Row, token: int) -> int:
-        """Apply the end-of-completion rules to the chosen token and record it."""
-        ended = token in self.eos_ids
-        row.eos_before_gen = ended
-        if ended or len(row.tokens) >= self.sampling.max_new_tokens:
-            token, row.forced = self.gen_id, True
+    def _record(self, row: _Row, token: int, settings: GenerationSettings) -> int:
+        """Apply the end-of-completion rule to the chosen token and record it."""
+        row.eos_before_gen = token in self.eos_ids
+        token, forced = finish(row.tokens, token, self.backbone.gen_id, self.eos_ids, settings.max_new_tokens)
+        row.forced = row.forced or forced
         row.tokens.append(token)
-        row.reading = token == self.gen_id
+        row.reading = token == self.backbone.gen_id
         return token

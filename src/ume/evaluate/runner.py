@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +30,17 @@ from ume.evaluate.report import LeaderboardMeta, write_reports
 from ume.evaluate.sources import Sources
 from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.inputs import Item
-from ume.io import write_json, write_jsonl
+from ume.io import lock_dir, write_json, write_jsonl
 
 Mode = Literal["disc", "gen"]
+CONFIG_FILE = "eval_config.json"
+# settings that change a task's score: two runs that differ in one must not share an output folder
+RESULT_SETTINGS = ("model", "data_root", "media_root", "protocol", "ties", "limit", "pool_limit", "max_new_tokens",
+                   "backend", "seed")
+
+
+class OutputConflict(ValueError):
+    """The output folder holds another run's results (different settings)."""
 
 
 @dataclass
@@ -65,6 +74,9 @@ class EvalConfig:
     ties: Literal["ume", "reference"] = "ume"  # ranking ties: rounded + stable, or the reference's raw argsort
     allow_missing: bool = False  # a task that cannot be loaded is reported, but does not fail the run
     fixed_page_names: bool = True  # leaderboard keys ViDoSeek-page-fixed / MMLongBench-page-fixed (current split)
+    backend: str = "hf"  # generation backend of gen mode: hf (ume's decoder) or vllm (GPU)
+    fail_fast: bool = False  # stop at the first bad row or item instead of reporting it and going on
+    overwrite: bool = False  # reuse an output folder that holds results of different settings (its runs/ cleared)
 
 
 @dataclass
@@ -100,7 +112,8 @@ class Runner:
             raise ValueError("--samples > 1 needs --qry-mode gen (pass@k samples reasoning on the query side)")
         self.cfg = cfg
         self.dist = dist or Dist.from_env()
-        self.encoder = encoder or load(cfg.model, device=cfg.device or self.dist.device, dtype=cfg.dtype)
+        self.encoder = encoder or load(cfg.model, device=cfg.device or self.dist.device, dtype=cfg.dtype,
+                                       backend=cfg.backend)
         self.out = Path(cfg.output)
         self.cache_root = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         self.fingerprint = model_fingerprint(cfg.model)
@@ -123,48 +136,72 @@ class Runner:
     def _settings(self, mode: str, samples: int) -> dict[str, Any]:
         if mode == "disc":
             return {"mode": "disc"}
-        s = self.encoder.sampling(num_samples=samples, max_new_tokens=self.cfg.max_new_tokens)
-        out = {"mode": "gen", **asdict(s), "samples": samples}
+        s = self.encoder.generation_settings(samples, max_new_tokens=self.cfg.max_new_tokens)
+        backend = self.encoder.backend if isinstance(self.encoder.backend, str) else self.encoder.backend.name
+        out = {"mode": "gen", "backend": backend, **s.describe(), "samples": samples}
         if samples > 1:
             out["seed"] = self.cfg.seed
         return out
 
-    def encode(self, task: TaskMeta, side: str, items: dict[str, Item], mode: str, samples: int = 1) -> Encoded:
+    def _cache(self, task: TaskMeta, side: str, mode: str, samples: int) -> EmbeddingCache:
         settings = self._settings(mode, samples)
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         directory = (self.cache_root / self.fingerprint / self.encoder.recipe.digest() / task.name
                      / f"{side}-{mode}-k{samples}-{digest}")
-        cache = EmbeddingCache(directory, tag=str(self.dist.rank))
         if self.dist.rank == 0:
             write_json(directory / "settings.json", settings)
-        vectors, records = cache.load()
+        return EmbeddingCache(directory, tag=str(self.dist.rank))
+
+    def encode(self, task: TaskMeta, side: str, items: dict[str, Item], modes: tuple[str, ...],
+               samples: int = 1) -> dict[str, Encoded]:
+        """Vectors of `items` in each of `modes` (cached per mode). When a side needs disc and gen, what gen
+        must encode is encoded once in mode "both": its prefill yields the disc vector for free."""
+        caches = {m: self._cache(task, side, m, samples) for m in modes}
+        stored = {m: c.load() for m, c in caches.items()}
+        for c in caches.values():
+            self.errors += [{"task": task.name, "side": side, "reason": p} for p in c.problems]
         self.dist.barrier()  # no rank appends before every rank has read: all must agree on what is missing
-        missing = sorted(k for k in items if k not in vectors)
-        mine = missing[self.dist.rank::self.dist.world]
-        desc = f"{task.name} {side} {mode}" + (f" x{samples}" if samples > 1 else "")
-        with tqdm(total=len(mine), desc=desc, unit="item", disable=not mine or self.dist.rank != 0,
-                  leave=False) as bar:
-            for start in range(0, len(mine), self.cfg.chunk_size):
-                keys = mine[start:start + self.cfg.chunk_size]
-                res = self.encoder.encode(
-                    [items[k] for k in keys], mode=mode, batch_size=self.cfg.batch_size, num_samples=samples,
-                    max_new_tokens=self.cfg.max_new_tokens, on_error="skip", show_progress=False,
-                    seed=[key_seed(k, self.cfg.seed) for k in keys] if samples > 1 else None)
-                recs = self._records(task, side, keys, res)
-                cache.append(keys, res.embeddings, recs)
-                vectors.update(zip(keys, res.embeddings, strict=True))
-                records.update((r["key"], r) for r in recs)
-                bar.update(len(keys))
-        if self.dist.world > 1:
-            vectors, records = self.dist.merge(vectors), self.dist.merge(records)
-        return Encoded({k: vectors[k] for k in items}, records, unique=len(items), encoded_now=len(mine))
+        missing = {m: sorted(k for k in items if k not in stored[m][0]) for m in modes}
+        if set(modes) == {"disc", "gen"} and samples == 1:
+            jobs = [("both", missing["gen"]), ("disc", sorted(set(missing["disc"]) - set(missing["gen"])))]
+        else:
+            jobs = [(m, missing[m]) for m in modes]
+        jobs = [(m, keys[self.dist.rank::self.dist.world]) for m, keys in jobs]
+        total = sum(len(keys) for _, keys in jobs)
+        desc = f"{task.name} {side} {'+'.join(modes)}" + (f" x{samples}" if samples > 1 else "")
+        with tqdm(total=total, desc=desc, unit="item", disable=not total or self.dist.rank != 0, leave=False) as bar:
+            for mode, mine in jobs:
+                for start in range(0, len(mine), self.cfg.chunk_size):
+                    keys = mine[start:start + self.cfg.chunk_size]
+                    res = self.encoder.encode(
+                        [items[k] for k in keys], mode=mode, batch_size=self.cfg.batch_size, num_samples=samples,
+                        max_new_tokens=self.cfg.max_new_tokens, on_error="raise" if self.cfg.fail_fast else "skip",
+                        show_progress=False,
+                        seed=[key_seed(k, self.cfg.seed) for k in keys] if samples > 1 else None)
+                    recs = self._records(task, side, keys, res)
+                    outputs = {"disc": res.disc_embeddings, "gen": res.embeddings} if mode == "both" else \
+                        {mode: res.embeddings}
+                    for m, vecs in outputs.items():
+                        kept = recs if m == "gen" else [{k: r[k] for k in ("key", "error") if k in r} for r in recs]
+                        caches[m].append(keys, vecs, kept)
+                        stored[m][0].update(zip(keys, vecs, strict=True))
+                        stored[m][1].update((r["key"], r) for r in kept)
+                    bar.update(len(keys))
+        out = {}
+        for m in modes:
+            vectors, records = stored[m]
+            if self.dist.world > 1:
+                vectors, records = self.dist.merge(vectors), self.dist.merge(records)
+            now = sum(len(keys) for job, keys in jobs if job == m or (job == "both" and m in ("disc", "gen")))
+            out[m] = Encoded({k: vectors[k] for k in items}, records, unique=len(items), encoded_now=now)
+        return out
 
     def _records(self, task: TaskMeta, side: str, keys: list[str], res: Any) -> list[dict[str, Any]]:
         errs = {e.index: e.reason for e in res.errors}
         recs = []
         for i, k in enumerate(keys):
             rec: dict[str, Any] = {"key": k}
-            if res.mode == "gen":
+            if res.mode in ("gen", "both"):
                 rec.update(num_tokens=res.num_tokens[i].tolist(), forced=res.forced[i].tolist(),
                            text=res.texts[i][0])
             if i in errs:
@@ -217,6 +254,8 @@ class Runner:
             self.errors.append({"task": task.name, "reason": str(e)})
             return None
         self.errors += data.errors
+        if self.cfg.fail_fast and data.errors:
+            raise LoaderError(data.errors[0]["reason"])
         if self.cfg.limit is not None:
             data.queries = data.queries[: self.cfg.limit]
             if data.task.ranking == "local":
@@ -234,16 +273,20 @@ class Runner:
             self.errors.append({"task": task.name, "reason": reason})
             return None
         result = TaskResult(task, data=data.provenance)
+        for q in data.queries:  # decode-stage errors name the task, row and side, not a cache key
+            q.item = replace(q.item, source=f"task {task.name}: row {q.info.get('row', '?')}: qry")
+        data.pool = {n: replace(it, source=f"task {task.name}: candidate {n!r}: tgt") for n, it in data.pool.items()}
         qkeys = [item_key(q.item) for q in data.queries]
         qitems = dict(zip(qkeys, (q.item for q in data.queries), strict=True))
         citems = {item_key(it): it for it in data.pool.values()}
         ckey = {n: item_key(it) for n, it in data.pool.items()}
         encoded: dict[tuple[str, str], Encoded] = {}
-        for qmode, tmode in run_labels(self.cfg):
-            for side, mode, items in (("qry", qmode, qitems), ("tgt", tmode, citems)):
-                if (side, mode) not in encoded:
-                    with self._timed("encode"):
-                        encoded[side, mode] = self.encode(task, side, items, mode)
+        labels = run_labels(self.cfg)
+        for side, items, col in (("qry", qitems, 0), ("tgt", citems, 1)):
+            modes = tuple(sorted({pair[col] for pair in labels}))
+            with self._timed("encode"):
+                encoded.update(((side, m), e) for m, e in self.encode(task, side, items, modes).items())
+        for qmode, tmode in labels:
             q, c = encoded["qry", qmode], encoded["tgt", tmode]
             with self._timed("score"):
                 metrics, per_query, preds = self.score(data, [q.vectors[k] for k in qkeys],
@@ -273,7 +316,7 @@ class Runner:
     def _passk(self, task: TaskMeta, data: TaskData, qitems: dict[str, Item], qkeys: list[str],
                tgt: Encoded, ckey: dict[str, str]) -> dict[int, float]:
         k = self.cfg.samples
-        sampled = self.encode(task, "qry", qitems, "gen", samples=k)
+        sampled = self.encode(task, "qry", qitems, ("gen",), samples=k)["gen"]
         cvecs = {n: tgt.vectors[ckey[n]] for n in data.pool}
         first_hit = np.zeros((len(qkeys), k), dtype=bool)
         for s in range(k):
@@ -289,10 +332,13 @@ class Runner:
         task = data.task
         base = self.out / "runs" / label / task.modality
         forced = [r for e in (q, c) for r in e.records.values() if any(r.get("forced", []))]
+        failed_q = sum(bool(np.isnan(q.vectors[k]).any()) for k in dict.fromkeys(qkeys))
+        failed_c = sum(bool(np.isnan(v).any()) for v in c.vectors.values())
         meta = {"task": asdict(task), "model": self.cfg.model, "model_fingerprint": self.fingerprint,
                 "recipe": self.encoder.recipe.digest(), "run": label, "main_metric": task.metric,
                 "num_queries": len(data.queries), "num_candidates": len(data.pool),
                 "row_errors": len(data.errors), "forced_gen_emb": len(forced),
+                "queries_failed": failed_q, "candidates_failed": failed_c,  # failed queries score 0
                 "graded_ndcg": "aligned" if any(x.rel_scores for x in data.queries) else "binary",
                 "protocol": self.cfg.protocol, "ties": self.cfg.ties,
                 "limit": self.cfg.limit, "pool_limit": self.cfg.pool_limit if task.ranking == "global" else None,
@@ -310,6 +356,27 @@ class Runner:
 
     # --- everything ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Every selected task; rank 0 holds the output folder's lock for the whole run."""
+        with lock_dir(self.out, "ume eval") if self.dist.rank == 0 else nullcontext():
+            if self.dist.rank == 0:
+                self._claim_folder()
+            return self._run()
+
+    def _claim_folder(self) -> None:
+        """Refuse to mix this run's results with another run's of different settings in one folder."""
+        mine = {k: getattr(self.cfg, k) for k in RESULT_SETTINGS}
+        path = self.out / CONFIG_FILE
+        if path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            diff = {k: (before.get(k), v) for k, v in mine.items() if before.get(k) != v}
+            if diff and not self.cfg.overwrite:
+                raise OutputConflict(f"{self.out} holds results of a run with other settings (before, now): {diff}; "
+                                     "choose another --output, or --overwrite to replace those results")
+            if diff:
+                shutil.rmtree(self.out / "runs", ignore_errors=True)
+        write_json(path, mine)
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         tasks = select_tasks(cfg.tasks, cfg.benchmark, cfg.modality, cfg.meta_task)
         results: list[TaskResult] = []

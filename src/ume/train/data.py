@@ -10,6 +10,7 @@ field, or is skipped and reported, instead of crashing hours into an epoch.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ume.io import iter_json_lines
 from ume.recipe import Recipe
 
 
@@ -69,6 +71,32 @@ def user_text(value: str, recipe: Recipe) -> str:
     return value if cut < 0 else value[:cut]
 
 
+SIDE_KEYS = frozenset({"conversations", "image", "video"})
+RECORD_KEYS = frozenset({"qry", "pos", "source", "id"})
+
+
+def unknown_keys(row: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """A key the format does not have (a typo such as `imgae`) is an error, never silently ignored."""
+    extra = sorted(set(row) - allowed)
+    if extra:
+        raise DataError(f"{where}: unknown key(s) {extra}; expected {sorted(allowed)}")
+
+
+def check_media(path: Path, where: str, directory_ok: bool = False) -> None:
+    """A media path must be a regular file (or, for a video, a frame directory): checked with `stat` only, so a
+    FIFO or a device is refused without ever being opened."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{where}: unreadable: {path} ({getattr(e, 'strerror', None) or e})") from None
+    if stat.S_ISREG(mode) or (directory_ok and stat.S_ISDIR(mode)):
+        return
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (FIFO, device or socket)"
+    raise DataError(f"{where}: {path} is {kind}")
+
+
 def _paths(value: Any, where: str, root: Path) -> tuple[Path, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(p, str) and p for p in items):
@@ -80,6 +108,7 @@ def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bo
     """Validate one side; raises DataError whose message starts with the field name."""
     if not isinstance(side, dict):
         raise DataError(f"{name}: expected an object, got {type(side).__name__}")
+    unknown_keys(side, SIDE_KEYS, name)
     conv = side.get("conversations")
     if not isinstance(conv, list) or len(conv) != 2:
         raise DataError(f"{name}.conversations: expected a list of exactly two turns [human, gpt]")
@@ -99,19 +128,11 @@ def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bo
     if not text.strip() and not images and video is None:
         raise DataError(f"{name}.conversations[0].value: empty side (no text, image or video)")
     if check_files:
-        for field_name, paths in (("image", images), ("video", video if isinstance(video, tuple) else
-                                                       () if video is None else (video,))):
-            for p in paths:
-                if not p.exists():
-                    raise DataError(f"{name}.{field_name}: file not found: {p}")
+        for p in images:
+            check_media(p, f"{name}.image")
+        for p in video if isinstance(video, tuple) else () if video is None else (video,):
+            check_media(p, f"{name}.video", directory_ok=not isinstance(video, tuple))
     return Side(text=text, response=response, images=images, video=video)
-
-
-def _jsonl_record(path: Path, line: int, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {line}: {e.msg})") from e
 
 
 def keep_or_raise(bad: list[BadRow], file: str, row: int, error: DataError, skip: bool) -> None:
@@ -125,14 +146,25 @@ def keep_or_raise(bad: list[BadRow], file: str, row: int, error: DataError, skip
 
 def read_records(path: Path) -> list[Any]:
     """A JSON list, or JSONL (one record per line) when the suffix is .jsonl. A parse error names the
-    file's line (for JSONL, the record's line, not a line inside the record)."""
+    file's line (for JSONL, the record's line, not a line inside the record). Lines are split on "\\n" only
+    and decoded one by one, so a bad byte names its line; a UTF-8 byte-order mark is ignored."""
     try:
         if path.suffix == ".jsonl":
-            with path.open() as f:
-                return [_jsonl_record(path, n, text) for n, text in enumerate(f, 1) if text.strip()]
-        records = json.loads(path.read_text())
+            records = []
+            for line in iter_json_lines(path):
+                if line.error is not None:
+                    raise DataError(f"{path}: not valid JSON (line {line.number}: {line.error})")
+                records.append(line.value)
+            return records
+        text = path.read_bytes().decode("utf-8-sig")
+        records = json.loads(text)
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: not valid UTF-8 (line {line}, byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+    except (ValueError, RecursionError) as e:
+        raise DataError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     except OSError as e:
         raise DataError(f"{path}: unreadable ({e.strerror or e})") from e
     if not isinstance(records, list):
@@ -151,6 +183,7 @@ def load_file(path: str | Path, media_root: str | Path | None, recipe: Recipe, c
         try:
             if not isinstance(rec, dict):
                 raise DataError(f"record: expected an object, got {type(rec).__name__}")
+            unknown_keys(rec, RECORD_KEYS, "record")
             source = rec.get("source", path.stem)
             if not isinstance(source, str):
                 raise DataError(f"source: expected a string, got {type(source).__name__}")

@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
 
 from ume.backbone import Backbone
+from ume.train.data import BadRow
 
 EvalFn = Callable[[Backbone, int], dict[str, Any]]
 """Periodic evaluation: called on every rank with the live model (eval mode, no grad) and the step."""
@@ -101,6 +102,13 @@ class Trainer:
             with (self.out / LOG).open("a") as f:
                 f.write(json.dumps(line, default=str) + "\n")
 
+    def _report(self, rows: list[BadRow]) -> None:
+        """Rows dropped while loading (skip_bad_rows), appended by the rank that met them."""
+        if rows:
+            with (self.out / BAD_ROWS).open("a") as f:
+                for r in rows:
+                    f.write(json.dumps({**r.to_dict(), "step": self.step, "rank": self.acc.process_index}) + "\n")
+
     def _evaluate(self) -> None:
         assert self.eval_fn is not None
         self.model.eval()
@@ -127,7 +135,20 @@ class Trainer:
         self.acc.load_state(str(ckpt / STATE_DIR))
         self.step = int(state["step"])
         if self.acc.is_main_process and (self.out / LOG).is_file():
-            lines = (self.out / LOG).read_text().splitlines()
-            kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
-            (self.out / LOG).write_text("".join(ln + "\n" for ln in kept))
+            kept = kept_log_lines((self.out / LOG).read_bytes(), self.step)
+            (self.out / LOG).write_bytes(b"".join(ln + b"\n" for ln in kept))
         self.acc.wait_for_everyone()
+
+
+def kept_log_lines(blob: bytes, step: int) -> list[bytes]:
+    """Lines of train_log.jsonl up to `step`. A line that does not parse (the torn last line of a killed run) is
+    dropped, as is a line without a step; nothing in the log can stop a resume."""
+    kept = []
+    for line in blob.split(b"\n"):
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+            kept.append(line)
+    return kept

@@ -21,10 +21,14 @@ import torch
 FORMAT_RE = re.compile(r"<think>.*?</think>.*?\s*<answer>.*?\s*<gen_emb>", re.DOTALL)
 
 
-def format_reward(completions: Sequence[str]) -> torch.Tensor:
-    """1.0 where the completion (decoded with skip_special_tokens=True) matches the format, anchored at
-    its start (our choice; the reference's regex does not say); anything may follow `<gen_emb>`."""
-    return torch.tensor([1.0 if FORMAT_RE.match(c) else 0.0 for c in completions])
+def format_reward(completions: Sequence[str], match: str = "search") -> torch.Tensor:
+    """1.0 where the completion (decoded with skip_special_tokens=True) holds the format: anywhere in it, as
+    the reference's `re.search` (default), or anchored at its start (`match="match"`, stricter: no leading
+    whitespace or text before `<think>`). Anything may follow `<gen_emb>`."""
+    if match not in ("search", "match"):
+        raise ValueError(f"match must be 'search' or 'match', got {match!r}")
+    find = FORMAT_RE.search if match == "search" else FORMAT_RE.match
+    return torch.tensor([1.0 if find(c) else 0.0 for c in completions])
 
 
 @dataclass

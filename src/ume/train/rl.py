@@ -30,13 +30,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ume.backbone import Backbone, load_backbone
-from ume.batching import make_batch
-from ume.decode import row_seed
+from ume.backbone import Backbone, find_recipe, load_backbone
+from ume.batching import completion_batch
 from ume.encoder import Encoder
-from ume.inputs import InputLimits, load_item
+from ume.generation import Completion, row_seed
+from ume.inputs import InputLimits, LoadedItem
 from ume.readout import last_hidden, last_positions, read_vectors
-from ume.recipe import Recipe
 from ume.train.engine import (
     BAD_ROWS,
     TRAINER_STATE,
@@ -51,8 +50,8 @@ from ume.train.grpo_loss import group_advantages, policy_loss
 from ume.train.model import set_trainable, trainable_parameters
 from ume.train.rewards import embedding_reward, format_reward
 from ume.train.rl_config import RLConfig
-from ume.train.rl_data import RLPair, global_batch, load_rl_pairs
-from ume.train.rollouts import Completion, DecoderRollouts, RolloutBackend
+from ume.train.rl_data import RLPair, global_batch, load_rl_batch, load_rl_pairs, spare_indices
+from ume.train.rollouts import Rollouts
 
 
 class PolicyForward(nn.Module):
@@ -74,36 +73,24 @@ class PolicyForward(nn.Module):
 
 def sequence_batch(backbone: Backbone, items: list[Any], completions: list[Completion], pad_id: int
                    ) -> tuple[dict[str, torch.Tensor], int, torch.Tensor, torch.Tensor]:
-    """Left-padded prompts followed by right-padded completions, exactly the generated ids (re-tokenising
-    decoded text would not reproduce them). Returns the batch, the prompt length, the completion ids
-    [M, T] and the loss mask [M, T] (appended <gen_emb> of forced rollouts excluded)."""
-    batch = make_batch(backbone.processor, backbone.recipe, items)
-    width = max(len(c.token_ids) for c in completions)
-    ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(completions), width), dtype=torch.long)
-    for i, c in enumerate(completions):
-        ids[i, :len(c.token_ids)] = torch.tensor(c.token_ids)
-        mask[i, :len(c.token_ids)] = 1
+    """The teacher-forced batch of prompt + exact generated ids (`ume.batching.completion_batch`) and the loss
+    mask [M, T]: the appended <gen_emb> of forced rollouts is excluded (the policy did not sample it)."""
+    batch, prompt_len, ids, mask = completion_batch(backbone.processor, backbone.recipe, items,
+                                                    [c.token_ids for c in completions], pad_id)
     loss_mask = mask.clone()
     for i, c in enumerate(completions):
         if c.forced:
             loss_mask[i, len(c.token_ids) - 1] = 0
-    prompt_len = batch["input_ids"].shape[1]
-    batch["input_ids"] = torch.cat([batch["input_ids"], ids], dim=1)
-    batch["attention_mask"] = torch.cat([batch["attention_mask"], mask], dim=1)
-    if "mm_token_type_ids" in batch:
-        batch["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
     return batch, prompt_len, ids, loss_mask
 
 
 class RLTrainer(Trainer):
     """GRPO with the UME-R1 embedding reward on accelerate (one CPU process, torchrun/DDP, DeepSpeed)."""
 
-    def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None,
-                 rollouts: RolloutBackend | None = None) -> None:
+    def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None, rollouts: Rollouts | None = None) -> None:
         self.cfg, self.eval_fn = cfg, eval_fn
         self.out = Path(cfg.output)
-        recipe = Recipe.load(cfg.model) if Path(cfg.model).is_dir() else Recipe()
+        recipe = find_recipe(cfg.model)
         self.acc = acc = make_accelerator(cfg, find_unused=True)
         cfg.validate(acc.num_processes)
         self.pairs, bad = load_rl_pairs(cfg.data, cfg.media_root, recipe, cfg.check_files, cfg.skip_bad_rows)
@@ -127,9 +114,10 @@ class RLTrainer(Trainer):
         scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=cfg.max_steps)
         self.model, self.optimizer, self.scheduler = acc.prepare(PolicyForward(hf, self.backbone.gen_id),
                                                                  optimizer, scheduler)
-        self.rollouts = rollouts or DecoderRollouts(Encoder(self.backbone), cfg.rollout_batch_size)
+        self.rollouts = rollouts or Rollouts(Encoder(self.backbone), cfg.rollout_batch_size)
         self.limits = InputLimits(num_frames=recipe.num_frames)
         self.step = 0
+        self.bad_pairs: set[int] = set()  # pairs that failed to decode, replaced by spares from then on
         if self.ckpt is not None:
             self._load(self.ckpt)
 
@@ -149,9 +137,8 @@ class RLTrainer(Trainer):
             hf.train()
         return sides
 
-    def _side_batch(self, pairs: list[RLPair], comps: list[list[Completion]], side: str) -> dict[str, Any]:
+    def _side_batch(self, loaded: list[LoadedItem], comps: list[list[Completion]]) -> dict[str, Any]:
         G = self.cfg.num_generations
-        loaded = [load_item(getattr(p, side), i, self.limits) for i, p in enumerate(pairs)]
         flat = [c for group in comps for c in group]
         batch, prompt_len, ids, mask = sequence_batch(self.backbone, [it for it in loaded for _ in range(G)], flat,
                                                       self.backbone.pad_id)
@@ -191,11 +178,15 @@ class RLTrainer(Trainer):
                 micro = gen_step * cfg.grad_accum + a
                 idx = global_batch(len(self.pairs), cfg.seed, micro, cfg.per_device_batch * world)
                 local = idx[rank * cfg.per_device_batch:(rank + 1) * cfg.per_device_batch]
+                spares = spare_indices(len(self.pairs), cfg.seed, micro, cfg.per_device_batch * world, rank, world)
+                local, loaded, bad = load_rl_batch(self.pairs, local, self.limits, cfg.skip_bad_rows, spares,
+                                                   self.bad_pairs)
+                self._report(bad)
                 pairs = [self.pairs[i] for i in local]
                 t = time.perf_counter()
                 comps = self._rollout(pairs, local, micro)
                 times["rollout"] += time.perf_counter() - t
-                sides = {s: self._side_batch(pairs, comps[s], s) for s in ("qry", "pos")}
+                sides = {s: self._side_batch(loaded[s], comps[s]) for s in ("qry", "pos")}
                 pair_ids = torch.tensor([i for i in local for _ in range(G)], device=acc.device)
                 stored.append((sides, pair_ids))
             logs: dict[str, float] = {}
@@ -236,7 +227,7 @@ class RLTrainer(Trainer):
         times["forward"] += time.perf_counter() - t
         logs: dict[str, float] = {}
         if first:  # rewards from the vectors of this same forward; old log-probs kept for mu > 1
-            fmt = {s: format_reward(d["texts"]) for s, d in sides.items()}
+            fmt = {s: format_reward(d["texts"], cfg.format_match) for s, d in sides.items()}
             rewards, logs = self._rewards({s: o[1] for s, o in out.items()}, fmt, pair_ids)
             for s, d in sides.items():
                 d["advantages"] = group_advantages(rewards[s], cfg.num_generations).detach()

@@ -44,7 +44,9 @@ class RLConfig(JsonConfig):
                                 "pi_old = pi, ratio 1). With mu > 1 the old log-probs are kept and the clip acts.")
     loss_normaliser: str = knob("constant", "constant (reference: sum / max_completion_length), token (DAPO) or "
                                  "sequence (GRPO).")
-    rollout_batch_size: int = knob(8, "Sequences decoded at once by the rollout backend.")
+    rollout_batch_size: int = knob(8, "Sequences decoded at once by the rollouts.")
+    format_match: str = knob("search", "Format reward regex: search (the reference's re.search) or match "
+                             "(anchored at the completion's start; stricter).")
 
     train_vision: bool = knob(True, "Train the vision tower (paper RL: trainable, unlike SFT).")
     train_merger: bool = knob(True, "Train the merger.")
@@ -73,6 +75,8 @@ class RLConfig(JsonConfig):
                              "or the number of processes")
         if self.loss_normaliser not in ("constant", "token", "sequence"):
             raise ValueError(f"loss_normaliser {self.loss_normaliser!r}: choose constant, token or sequence")
+        if self.format_match not in ("search", "match"):
+            raise ValueError(f"format_match {self.format_match!r}: choose search or match")
         if self.num_iterations < 1:
             raise ValueError("num_iterations must be >= 1")
         if self.save_every % self.num_iterations:

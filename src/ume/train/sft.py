@@ -28,11 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ume.backbone import Backbone, load_backbone
-from ume.recipe import Recipe
+from ume.backbone import Backbone, find_recipe, load_backbone
 from ume.train.collate import Collator, MicroBatch
 from ume.train.config import SFTConfig
-from ume.train.data import BadRow, Mixture, load_mixture
+from ume.train.data import Mixture, load_mixture
 from ume.train.engine import (
     BAD_ROWS,
     TRAINER_STATE,
@@ -89,7 +88,7 @@ class SFTTrainer(Trainer):
         self.cfg, self.eval_fn = cfg, eval_fn
         self.out = Path(cfg.output)
         with_ce = bool(cfg.w_ce_qry or cfg.w_ce_pos)
-        recipe = Recipe.load(cfg.model) if Path(cfg.model).is_dir() else Recipe()
+        recipe = find_recipe(cfg.model)
         self.acc = make_accelerator(cfg, find_unused=not with_ce or recipe.blank_image == "never")
         acc = self.acc
         # data first: a bad row must stop the run before the model is loaded
@@ -200,13 +199,6 @@ class SFTTrainer(Trainer):
     def _sum(self, value: float) -> float:
         t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
         return float(self.acc.reduce(t, reduction="sum")) if self.acc.num_processes > 1 else value
-
-    def _report(self, rows: list[BadRow]) -> None:
-        """Rows dropped while loading (skip_bad_rows), appended by the rank that met them."""
-        if rows:
-            with (self.out / BAD_ROWS).open("a") as f:
-                for r in rows:
-                    f.write(json.dumps({**r.to_dict(), "step": self.step, "rank": self.acc.process_index}) + "\n")
 
     # --- checkpoints --------------------------------------------------------------------------------
     def export(self, directory: Path) -> None:

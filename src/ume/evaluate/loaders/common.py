@@ -65,6 +65,14 @@ class TaskData:
         self.errors.append({"task": self.task.name, "row": row, "field": field_name,
                             "reason": f"{where}: {reason}"})
 
+    def tag_rows(self, row: int | str) -> None:
+        """Record in `info["row"]` which row the queries added since the last call came from (so an encoding
+        failure can name its row)."""
+        for q in reversed(self.queries):
+            if "row" in q.info:
+                break
+            q.info["row"] = row
+
     def note(self, what: str) -> None:
         self.notes[what] = self.notes.get(what, 0) + 1
 
@@ -74,7 +82,9 @@ class TaskData:
         table = ctx.sources.table(repo or task.source, config if config is not None else task.subset,
                                   task.split, task.name, task.max_rows)
         self.provenance.append(table.record)
-        return table.rows
+        # a row that is not an object (a JSON number or list line) becomes that row's error, never a crash
+        return [r if isinstance(r, dict) else {"__error__": f"not a JSON object (got {type(r).__name__})"}
+                for r in table.rows]
 
 
 def input_text(instruction: str, text: str | None = None, image: bool = False, video: bool = False) -> str:

@@ -37,6 +37,7 @@ def load_image_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
             _add_row(data, task, row, media)
         except RowError as e:
             data.row_error(i, str(e))
+        data.tag_rows(i)
     return data
 
 

@@ -75,6 +75,7 @@ def load_video_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
             add(data, task, row, frames)
         except RowError as e:
             data.row_error(i, str(e))
+        data.tag_rows(i)
     if task.label_set is not None:  # global pool = every label of the task, after those the rows name
         for label in label_sets()[task.label_set]:
             data.add_candidate(label, Item(text=label))

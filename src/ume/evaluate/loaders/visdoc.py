@@ -70,7 +70,7 @@ def load_visdoc_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
         for cid in rel:
             data.add_candidate(cid, docs[cid])
         data.queries.append(EvalQuery(Item(text=input_text(qry_inst, text)), labels=list(rel),
-                                      rel_scores=list(rel.values()), info={"query_id": qid}))
+                                      rel_scores=list(rel.values()), info={"query_id": qid, "row": f"queries:{i}"}))
     for cid, item in docs.items():
         data.add_candidate(cid, item)
     return data
