@@ -123,3 +123,28 @@ def test_find_recipe_falls_back_only_when_the_file_is_absent(tmp_path, monkeypat
     with pytest.warns(UserWarning, match="reference recipe"):
         assert find_recipe("org/none") == Recipe()
 
+
+def test_old_recipes_naming_the_one_readout_load_and_any_other_readout_is_refused():
+    old = {**Recipe().to_dict(), "readout": "last_layer_post_norm"}
+    assert Recipe.from_dict(old) == Recipe()
+    with pytest.raises(ValueError, match="readout 'mean_pool' is not implemented"):
+        Recipe.from_dict({**old, "readout": "mean_pool"})
+
+
+def test_the_readout_rule_reads_disc_in_the_prompt_and_gen_in_the_completion():
+    import torch
+
+    from ume.readout import EmbeddingTokens, embedding_positions, read_embedding
+
+    t = EmbeddingTokens(disc=7, gen=9)
+    ids = torch.tensor([[1, 7, 9, 2, 5, 9, 3],   # prompt: 7 and an instruction's 9; completion (from 4): 9 at 5
+                        [0, 1, 7, 9, 2, 5, 9]])  # left-padded by one: the same, shifted
+    start = torch.tensor([4, 5])
+    assert embedding_positions(ids, "disc", t, start).tolist() == [1, 2]
+    assert embedding_positions(ids, "gen", t, start).tolist() == [5, 6]  # never the prompt's own <gen_emb>
+    assert embedding_positions(ids[:, :4], "gen", t, 4).tolist() == [-1, -1]
+    hidden = torch.randn(2, 7, 3)
+    got = read_embedding(hidden, ids, "gen", t, start)
+    assert torch.allclose(got[0], hidden[0, 5] / hidden[0, 5].norm())
+    with pytest.raises(ValueError, match="not found in rows"):
+        read_embedding(hidden[:, :4], ids[:, :4], "gen", t, 4)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ume.families import Family, family_of
+from ume.readout import EmbeddingTokens
 from ume.recipe import RECIPE_FILE, Recipe
 
 UME_TOKENS = ("<gen_emb>", "<disc_emb>")  # order matters: gen first gives 151657 / 151658 on Qwen2-VL
@@ -36,6 +37,11 @@ class Backbone:
     @property
     def tokenizer(self) -> Any:
         return self.processor.tokenizer
+
+    @property
+    def tokens(self) -> EmbeddingTokens:
+        """The ids `ume.readout` reads: `<disc_emb>` and `<gen_emb>`."""
+        return EmbeddingTokens(disc=self.disc_id, gen=self.gen_id)
 
     @property
     def device(self) -> torch.device:

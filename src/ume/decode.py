@@ -24,7 +24,7 @@ from transformers import DynamicCache
 
 from ume.batching import batch_or_isolate
 from ume.generation import Completion, GenerationSettings, Prompt, PromptSource, Reject, finish
-from ume.readout import last_hidden, last_positions, normalize, read_vectors
+from ume.readout import embedding_positions, last_hidden, read_embedding
 
 # (row keys, tokens generated so far per row, logits [rows, vocab]) -> logits: a caller's own per-row edit
 # of the next-token logits (e.g. tests forcing lengths), applied before the settings' processors.
@@ -40,7 +40,6 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     forced: bool = False
     eos_before_gen: bool = False
-    reading: bool = False  # the token just fed is <gen_emb>: the next hidden state is the embedding
 
 
 def prompt_positions(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -208,7 +207,7 @@ class HFBackend:
         out = last_hidden(self.model, **batch, position_ids=positions, cache=cache, use_cache=True)
         discs = None
         if want_disc:  # the prompt's <disc_emb> state is in this prefill already: disc comes for free
-            discs = read_vectors(out.last_hidden_state, last_positions(batch["input_ids"], self.backbone.disc_id))
+            discs = read_embedding(out.last_hidden_state, batch["input_ids"], "disc", self.backbone.tokens)
         hidden = out.last_hidden_state[:, -1]
         next_pos = positions.amax(dim=(0, 2)) + 1
         mask = batch["attention_mask"]
@@ -221,16 +220,21 @@ class HFBackend:
             hidden, next_pos, mask = (t.repeat_interleave(k, dim=0) for t in (hidden, next_pos, mask))
         return cache, mask, next_pos, hidden, discs
 
-    @staticmethod
-    def _read_finished(rows: list[_Row], hidden: torch.Tensor, on_done: Callable[[Completion], None]) -> list[int]:
-        keep = []
-        for i, r in enumerate(rows):
-            if not r.reading:
-                keep.append(i)
-                continue
-            on_done(Completion(r.key, r.tokens, r.forced, r.eos_before_gen, normalize(hidden[i]).cpu(),
-                               None if r.disc is None else r.disc.cpu()))
-        return keep
+    def _read_finished(self, rows: list[_Row], hidden: torch.Tensor, on_done: Callable[[Completion], None]
+                       ) -> list[int]:
+        """Hand over the rows whose just-fed token is their embedding token (the readout rule applied to that
+        one position; `hidden` [rows, H] is its state); return the indices of the rows still decoding."""
+        tokens = self.backbone.tokens
+        fed = torch.tensor([[r.tokens[-1] if r.tokens else -1] for r in rows], device=hidden.device)
+        done = embedding_positions(fed, "gen", tokens) >= 0
+        if bool(done.any()):
+            idx = done.nonzero().flatten()
+            vectors = read_embedding(hidden[idx].unsqueeze(1), fed[idx], "gen", tokens).cpu()
+            for i, v in zip(idx.tolist(), vectors, strict=True):
+                r = rows[i]
+                on_done(Completion(r.key, r.tokens, r.forced, r.eos_before_gen, v,
+                                   None if r.disc is None else r.disc.cpu()))
+        return (~done).nonzero().flatten().tolist()
 
     def _record(self, row: _Row, token: int, settings: GenerationSettings) -> int:
         """Apply the end-of-completion rule to the chosen token and record it."""
@@ -238,5 +242,4 @@ class HFBackend:
         token, forced = finish(row.tokens, token, self.backbone.gen_id, self.eos_ids, settings.max_new_tokens)
         row.forced = row.forced or forced
         row.tokens.append(token)
-        row.reading = token == self.backbone.gen_id
         return token

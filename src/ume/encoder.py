@@ -26,7 +26,7 @@ from ume.batching import batch_or_isolate, completion_batch, estimate_tokens, pr
 from ume.decode import LogitsHook
 from ume.generation import Completion, GenerationBackend, GenerationSettings, Prompt, get_backend, seeds_for
 from ume.inputs import InputError, InputLimits, Item, LoadedItem, item_label, load_item
-from ume.readout import last_hidden, last_positions, read_vectors
+from ume.readout import embedding_positions, last_hidden, read_embedding, read_vectors
 from ume.recipe import Recipe
 
 Mode = Literal["disc", "gen", "both"]
@@ -228,7 +228,7 @@ class Encoder:
         if batch is None:
             return None
         device = self.backbone.device
-        pos = last_positions(batch["input_ids"], self.backbone.disc_id)
+        pos = embedding_positions(batch["input_ids"], "disc", self.backbone.tokens)
         cut = int(pos.max()) + 1  # causal attention: the tokens after <disc_emb> cannot change its state
         width = batch["input_ids"].shape[1]
         batch = {k: (v[:, :cut] if v.dim() == 2 and v.shape[1] == width and k != "image_grid_thw"
@@ -339,7 +339,7 @@ class Encoder:
                                                        [c.token_ids for c in chunk], self.backbone.pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             hidden = last_hidden(self.model, **batch, use_cache=False).last_hidden_state
-            got = read_vectors(hidden, last_positions(batch["input_ids"], self.backbone.gen_id, prompt_len))
+            got = read_embedding(hidden, batch["input_ids"], "gen", self.backbone.tokens, prompt_len)
             for c, v in zip(chunk, got.cpu().numpy(), strict=True):
                 vecs[c.key[0], c.key[1]] = v
 

@@ -61,7 +61,6 @@ class Recipe:
     min_pixels: int | None = 784
     max_pixels: int | None = 2_359_296
     num_frames: int = 8
-    readout: Literal["last_layer_post_norm"] = "last_layer_post_norm"
     missing_gen_emb: Literal["force", "error"] = "force"
     vision_preprocess: Literal["qwen-vl-utils", "processor"] = "qwen-vl-utils"
     version: int = 2
@@ -92,6 +91,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        data = dict(data)
+        # recipes written before the readout became code (ume.readout) carry its only value ever used
+        readout = data.pop("readout", "last_layer_post_norm")
+        if readout != "last_layer_post_norm":
+            raise ValueError(f"{RECIPE_FILE}: readout {readout!r} is not implemented; ume reads the last layer's "
+                             "state after the final norm")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

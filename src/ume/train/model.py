@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ume.readout import last_hidden, last_positions, read_vectors
+from ume.readout import EmbeddingTokens, last_hidden, read_embedding
 from ume.train.collate import IGNORE
 from ume.train.config import SFTConfig
 
@@ -33,7 +33,7 @@ class SFTModel(nn.Module):
     def __init__(self, model: Any, gen_id: int, disc_id: int, with_ce: bool = True) -> None:
         super().__init__()
         self.model = model
-        self.gen_id, self.disc_id, self.with_ce = gen_id, disc_id, with_ce
+        self.tokens, self.with_ce = EmbeddingTokens(disc=disc_id, gen=gen_id), with_ce
 
     def forward(self, batch: dict[str, torch.Tensor],
                 ce: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,8 +43,8 @@ class SFTModel(nn.Module):
         hidden = last_hidden(self.model, **inputs, use_cache=False).last_hidden_state
         ids = inputs["input_ids"]
         start = labels.shape[1] - (labels != IGNORE).sum(dim=1)
-        disc = read_vectors(hidden, last_positions(ids, self.disc_id, 0, start))
-        gen = read_vectors(hidden, last_positions(ids, self.gen_id, start))
+        disc = read_embedding(hidden, ids, "disc", self.tokens, start)
+        gen = read_embedding(hidden, ids, "gen", self.tokens, start)
         if not (ce and self.with_ce):
             return gen, disc, hidden.new_zeros((), dtype=torch.float32)
         target = labels[:, 1:]

@@ -35,7 +35,7 @@ from ume.batching import completion_batch
 from ume.encoder import Encoder
 from ume.generation import Completion, row_seed
 from ume.inputs import InputLimits, LoadedItem
-from ume.readout import last_hidden, last_positions, read_vectors
+from ume.readout import EmbeddingTokens, last_hidden, read_embedding
 from ume.train.engine import (
     BAD_ROWS,
     TRAINER_STATE,
@@ -57,14 +57,14 @@ from ume.train.rollouts import Rollouts
 class PolicyForward(nn.Module):
     """prompt + completion -> per-token log-probs of the completion [M, T] and `<gen_emb>` vectors [M, d]."""
 
-    def __init__(self, model: Any, gen_id: int) -> None:
+    def __init__(self, model: Any, tokens: EmbeddingTokens) -> None:
         super().__init__()
-        self.model, self.gen_id = model, gen_id
+        self.model, self.tokens = model, tokens
 
     def forward(self, batch: dict[str, torch.Tensor], prompt_len: int,
                 completion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = last_hidden(self.model, **batch, use_cache=False).last_hidden_state
-        vectors = read_vectors(hidden, last_positions(batch["input_ids"], self.gen_id, prompt_len))
+        vectors = read_embedding(hidden, batch["input_ids"], "gen", self.tokens, prompt_len)
         steps = hidden[:, prompt_len - 1:-1]  # the state before each completion token predicts it
         logits = self.model.get_output_embeddings()(steps).float()
         logp = torch.gather(F.log_softmax(logits, dim=-1), 2, completion.unsqueeze(-1)).squeeze(-1)
@@ -105,14 +105,14 @@ class RLTrainer(Trainer):
         hf = self.backbone.model
         self.ref = None
         if cfg.beta > 0:
-            self.ref = PolicyForward(deepcopy(hf).eval().requires_grad_(False), self.backbone.gen_id)
+            self.ref = PolicyForward(deepcopy(hf).eval().requires_grad_(False), self.backbone.tokens)
         set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
         if cfg.gradient_checkpointing:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = trainable_parameters(hf)
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=cfg.max_steps)
-        self.model, self.optimizer, self.scheduler = acc.prepare(PolicyForward(hf, self.backbone.gen_id),
+        self.model, self.optimizer, self.scheduler = acc.prepare(PolicyForward(hf, self.backbone.tokens),
                                                                  optimizer, scheduler)
         self.rollouts = rollouts or Rollouts(Encoder(self.backbone), cfg.rollout_batch_size)
         self.limits = InputLimits(num_frames=recipe.num_frames)
