@@ -170,7 +170,7 @@ def test_estimated_tokens_match_the_processor(encoder, media):
     Image.new("RGB", (300, 200), "red").save(buf, "PNG")
     for item in [Item("hello world " * 80), Item("two", images=[media["red"], buf.getvalue()]), Item("x")]:
         real = make_batch(proc, recipe, [load_item(item, 0, InputLimits())])["input_ids"].shape[1]
-        assert abs(estimate_tokens(item, recipe, proc.tokenizer, overhead) - real) <= 3, item.text[:20]
+        assert abs(estimate_tokens(item, recipe, proc, overhead) - real) <= 3, item.text[:20]
 
 
 # --- eval loaders: row types ----------------------------------------------------------------------------------

@@ -496,3 +496,19 @@ def test_deepspeed_auto_fields_come_from_the_config():
             == (3, 5, 0.5)
     with pytest.raises(ValueError, match="grad_cache_chunk is not supported with DeepSpeed"):
         SFTConfig(model="m", data=["d"], deepspeed="x.json", grad_cache_chunk=2).validate()
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_lora_targets_the_familys_linears_and_trains_every_merger_in_full(tiny_dirs, family):
+    from ume.families import FAMILIES
+    from ume.train.model import add_lora
+
+    hf = load_backbone(str(tiny_dirs[family]), device="cpu").model
+    set_trainable(hf, True, True, True)
+    peft = add_lora(hf, SFTConfig(model="m", data=["d"], lora=True, train_vision=True))
+    trained = [n for n, p in peft.named_parameters() if p.requires_grad]
+    mergers = {n.split("visual.")[1].split(".")[0] for n in trained if tower_of(n) == "merger"}
+    assert mergers == set(FAMILIES[family].mergers)  # Qwen3-VL's deepstack mergers too
+    vision = {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trained if tower_of(n) == "vision" and "lora_" in n}
+    assert vision == set(FAMILIES[family].vision_linears)
+    assert all("lora_" in n for n in trained if tower_of(n) == "llm")

@@ -21,7 +21,7 @@ from golden.make_qwen_vl_utils_golden import CASES, GOLDEN, describe, make_frame
 from PIL import Image
 from qwen_vl_utils import fetch_image, process_vision_info
 
-from ume.batching import length_hint, make_batch, preprocess_visuals
+from ume.batching import make_batch, preprocess_visuals, token_side, visual_tokens
 from ume.inputs import InputLimits, Item, LoadedItem, load_image, load_item
 from ume.recipe import GENERATION_PROMPT, SYSTEM_PROMPT, Recipe
 
@@ -202,10 +202,17 @@ def test_processor_mode_hands_images_over_untouched(encoder):
     assert blank["image_grid_thw"].tolist() == [[1, 2, 2]] and image_pads(proc, blank) == 1
 
 
-def test_length_hint_counts_the_enlarged_blank():
+def test_visual_token_estimates_count_the_enlarged_blank_at_the_familys_token_size(encoders):
     text_only = Item("hello")
-    assert length_hint(text_only, Recipe()) - length_hint(text_only, Recipe(vision_preprocess="processor")) == 3
-    assert length_hint(Item("", [noise(20, 20)]), Recipe()) == 4
+    assert visual_tokens(text_only, Recipe(), 28) - visual_tokens(text_only, Recipe(vision_preprocess="processor"),
+                                                                  28) == 3
+    assert visual_tokens(Item("", [noise(20, 20)]), Recipe(), 28) == 4
+    assert [token_side(e.backbone.processor) for e in encoders.values()] == [28, 28, 32]  # Qwen3-VL: 16 x 2
+    image = noise(320, 240)
+    for enc in encoders.values():  # the estimate follows each family's processor (28 on Qwen3-VL: 21% over)
+        real = make_batch(enc.backbone.processor, Recipe(), [LoadedItem("", [image], None)])["image_grid_thw"]
+        assert visual_tokens(Item("", [image]), Recipe(), token_side(enc.backbone.processor)) == pytest.approx(
+            int(real.prod()) // 4, rel=0.1)
 
 
 def test_loaded_mmeb_items_tokenise_as_the_reference_pipeline(encoder, mmeb_root):

@@ -21,8 +21,8 @@ from ume.recipe import Recipe, Visual
 
 # qwen-vl-utils' frame factor: frame lists are padded with their last frame to a multiple of it.
 FRAME_FACTOR = 2
-# qwen-vl-utils' image floor: 4 tokens' worth of pixels at factor 28 (enlarges the 28x28 blank to 56x56).
-QWEN_VL_UTILS_MIN_PIXELS = 4 * 28 * 28
+# qwen-vl-utils' image floor in visual tokens (at factor 28 it enlarges the 28x28 blank to 56x56).
+QWEN_VL_UTILS_MIN_TOKENS = 4
 
 
 def prompt_texts(processor: Any, recipe: Recipe, items: Sequence[LoadedItem],
@@ -133,19 +133,14 @@ def batch_or_isolate(processor: Any, recipe: Recipe, items: Sequence[LoadedItem]
     return good, make_batch(processor, recipe, [items[i] for i in good]) if good else None
 
 
-def length_hint(item: Item, recipe: Recipe) -> int:
-    """A cheap estimate of an item's prompt length in tokens, for sorting only (reads image headers)."""
-    tokens = len(item.text or "") // 3
-    for src in item.images:
-        tokens += _image_tokens(src, recipe)
-    if item.video is not None:
-        tokens += 64 * recipe.num_frames
-    if not item.images and item.video is None:
-        tokens += _pixel_tokens(recipe.blank_image_size ** 2, recipe)
-    return tokens
+def token_side(processor: Any) -> int:
+    """Pixels per side of one visual token: the processor's patch x its spatial merge (28 on Qwen2/2.5-VL, 32
+    on Qwen3-VL)."""
+    ip = processor.image_processor
+    return int(ip.patch_size) * int(ip.merge_size)
 
 
-def _image_tokens(src: Any, recipe: Recipe, read_bytes: bool = False) -> int:
+def _image_tokens(src: Any, recipe: Recipe, side: int, read_bytes: bool = False) -> int:
     """Visual tokens of one image from its header; a path that is not a regular file is never opened (a FIFO
     would block), and a broken file counts 0 (it is reported when loaded for real)."""
     try:
@@ -163,35 +158,29 @@ def _image_tokens(src: Any, recipe: Recipe, read_bytes: bool = False) -> int:
             return 64
     except PIXEL_ERRORS:
         return 0
-    return _pixel_tokens(w * h, recipe)
+    return _pixel_tokens(w * h, recipe, side)
 
 
-def _pixel_tokens(pixels: int, recipe: Recipe) -> int:
-    """Visual tokens of an image of `pixels` pixels after the recipe's floors and cap (28-pixel tokens)."""
+def _pixel_tokens(pixels: int, recipe: Recipe, side: int) -> int:
+    """Visual tokens of an image of `pixels` pixels after the recipe's floors and cap (`side`-pixel tokens)."""
     if recipe.vision_preprocess == "qwen-vl-utils":
-        pixels = max(pixels, QWEN_VL_UTILS_MIN_PIXELS)
+        pixels = max(pixels, QWEN_VL_UTILS_MIN_TOKENS * side * side)
     if recipe.max_pixels is not None:
         pixels = min(pixels, recipe.max_pixels)
     if recipe.min_pixels is not None:
         pixels = max(pixels, recipe.min_pixels)
-    return max(1, pixels // (28 * 28))
-
-
-def length_order(items: Sequence[Item], recipe: Recipe) -> list[int]:
-    """Indices sorted longest first (stable), so batches hold similar lengths and OOM shows early."""
-    hints = [length_hint(it, recipe) for it in items]
-    return sorted(range(len(items)), key=lambda i: -hints[i])
+    return max(1, pixels // (side * side))
 
 
 # --- token budgets ---------------------------------------------------------------------------------------
-def visual_tokens(item: Item, recipe: Recipe) -> int:
+def visual_tokens(item: Item, recipe: Recipe, side: int) -> int:
     """Estimated visual tokens of an item from its images' headers (bytes included), 64 per video frame, or
-    the blank image of a text-only item."""
-    tokens = sum(_image_tokens(src, recipe, read_bytes=True) for src in item.images)
+    the blank image of a text-only item; `side`: `token_side(processor)`."""
+    tokens = sum(_image_tokens(src, recipe, side, read_bytes=True) for src in item.images)
     if item.video is not None:
         tokens += 64 * recipe.num_frames
     if not item.images and item.video is None:
-        tokens += _pixel_tokens(recipe.blank_image_size ** 2, recipe)
+        tokens += _pixel_tokens(recipe.blank_image_size ** 2, recipe, side)
     return tokens
 
 
@@ -204,13 +193,13 @@ def prompt_overhead(processor: Any, recipe: Recipe) -> int:
     return sum(1 for t in ids if t not in pads)
 
 
-def estimate_tokens(item: Item, recipe: Recipe, tokenizer: Any, overhead: int = 0) -> int:
+def estimate_tokens(item: Item, recipe: Recipe, processor: Any, overhead: int = 0) -> int:
     """An item's prompt length in tokens, for limits and budgets: its text tokenized for real, plus
     `visual_tokens` and the recipe's `overhead` (`prompt_overhead`). Within a few tokens of the processor's
     count for images; videos are estimated at 64 tokens per frame."""
     text = item.text or ""
-    n_text = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-    return overhead + n_text + visual_tokens(item, recipe)
+    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+    return overhead + n_text + visual_tokens(item, recipe, token_side(processor))
 
 
 def token_batches(lengths: Sequence[int], max_items: int, max_tokens: int | None = None) -> list[list[int]]:

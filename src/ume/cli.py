@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ume.families import FAMILIES
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="UME-R1 multimodal embeddings: embed, build tiny checkpoints, evaluate, train.")
 tiny_app = typer.Typer(no_args_is_help=True, help="Tiny offline Qwen-VL checkpoints for tests and demos.")
@@ -48,10 +50,7 @@ class EmbedModeOpt(StrEnum):
     both = "both"
 
 
-class FamilyOpt(StrEnum):
-    qwen2_vl = "qwen2_vl"
-    qwen2_5_vl = "qwen2_5_vl"
-    qwen3_vl = "qwen3_vl"
+FamilyOpt = StrEnum("FamilyOpt", {name: name for name in FAMILIES})  # the family records are the choices
 
 
 class SizeOpt(StrEnum):

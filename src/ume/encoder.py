@@ -210,7 +210,7 @@ class Encoder:
         for i, item in enumerate(parsed):
             if item is None:
                 continue
-            n = estimate_tokens(item, recipe, proc.tokenizer, overhead)
+            n = estimate_tokens(item, recipe, proc, overhead)
             if limit is not None and n > limit:
                 self._fail(errors, i, item.id, f"{item_label(item, i)}: about {n} prompt tokens exceeds the limit "
                            f"of {limit} tokens per item (max_item_tokens; default: the model's context)", on_error)

@@ -168,46 +168,25 @@ def tiny_config(family: Family, size: TinySize, vocab_size: int, ids: dict[str, 
                 pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
     common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    if family.name == "qwen2_vl":
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": mrope}
-        vision = dict(depth=size.vision_depth, embed_dim=size.vision_dim, hidden_size=size.hidden,
-                      num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
-        return tf.Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **common)
-    if family.name == "qwen2_5_vl":
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": mrope}
-        vision = dict(depth=size.vision_depth, hidden_size=size.vision_dim, intermediate_size=2 * size.vision_dim,
-                      num_heads=2, out_hidden_size=size.hidden, patch_size=14, spatial_merge_size=2,
-                      temporal_patch_size=2, window_size=56, fullatt_block_indexes=[size.vision_depth - 1])
-        return tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **common)
-    if family.name == "qwen3_vl":
-        text.update(head_dim=head_dim, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
-                                                        "mrope_section": mrope, "mrope_interleaved": True})
-        vision = dict(depth=size.vision_depth, hidden_size=size.vision_dim, intermediate_size=2 * size.vision_dim,
-                      num_heads=2, out_hidden_size=size.hidden, patch_size=16, spatial_merge_size=2,
-                      temporal_patch_size=2, num_position_embeddings=256,
-                      deepstack_visual_indexes=[size.vision_depth - 1])
-        return tf.Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **common)
-    raise ValueError(f"no tiny config for family {family.name!r}")
+    text.update(family.text_extra(head_dim))
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": mrope,
+                               **({"mrope_interleaved": True} if family.mrope_interleaved else {})}
+    vision = family.tiny_vision(size.vision_depth, size.vision_dim, size.hidden)
+    return getattr(tf, family.config_class)(text_config=text, vision_config=vision, tie_word_embeddings=True,
+                                            **common)
 
 
 def _processor(family: Family, tok):
     import transformers as tf
 
-    template = tok.chat_template
-    if family.name == "qwen3_vl":
-        image = tf.Qwen2VLImageProcessor(size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 64},
-                                         patch_size=16, temporal_patch_size=2, merge_size=2)
-        video = tf.Qwen3VLVideoProcessor(size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 256},
-                                         patch_size=16, temporal_patch_size=2, merge_size=2,
-                                         cap_pixels_per_frame=True)
-        return tf.Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=video,
-                                   chat_template=template)
-    image = tf.Qwen2VLImageProcessor(size={"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 64},
-                                     patch_size=14, temporal_patch_size=2, merge_size=2)
-    video = tf.Qwen2VLVideoProcessor(size={"shortest_edge": 28 * 28 * 4, "longest_edge": 28 * 28 * 256},
-                                     cap_pixels_per_frame=True)
-    cls = tf.Qwen2VLProcessor if family.name == "qwen2_vl" else tf.Qwen2_5_VLProcessor
-    return cls(image_processor=image, tokenizer=tok, video_processor=video, chat_template=template)
+    factor = family.patch_size * 2  # pixels per visual token side: patch x 2x2 merge
+    image = tf.Qwen2VLImageProcessor(size={"shortest_edge": factor**2, "longest_edge": factor**2 * 64},
+                                     patch_size=family.patch_size, temporal_patch_size=2, merge_size=2)
+    video = getattr(tf, family.video_processor_class)(
+        size={"shortest_edge": factor**2 * 4, "longest_edge": factor**2 * 256}, patch_size=family.patch_size,
+        temporal_patch_size=2, merge_size=2, cap_pixels_per_frame=True)
+    return getattr(tf, family.processor_class)(image_processor=image, tokenizer=tok, video_processor=video,
+                                               chat_template=tok.chat_template)
 
 
 def build_tiny(out: str | Path, family: str = "qwen2_vl", seed: int = 0, size: str | TinySize = "tiny",

@@ -14,13 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ume.families import LLM_LINEARS, MERGERS, family_of
 from ume.readout import EmbeddingTokens, last_hidden, read_embedding
 from ume.train.collate import IGNORE
 from ume.train.config import SFTConfig
-
-MERGER_PREFIXES = ("merger", "deepstack_merger_list")  # Qwen2/2.5-VL merger; Qwen3-VL also deepstack mergers
-LORA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",  # LLM, 2.5-VL vision
-                "qkv", "proj", "fc1", "fc2", "linear_fc1", "linear_fc2")  # vision blocks
 
 
 class SFTModel(nn.Module):
@@ -57,7 +54,7 @@ def set_trainable(model: Any, train_vision: bool, train_merger: bool, train_llm:
     """Paper default: vision tower frozen, merger (vision -> LLM projector) and LLM (incl. head) trained."""
     model.requires_grad_(False)
     for name, p in model.model.visual.named_parameters():
-        p.requires_grad_(train_merger if name.startswith(MERGER_PREFIXES) else train_vision)
+        p.requires_grad_(train_merger if name.startswith(MERGERS) else train_vision)
     if train_llm:
         model.model.language_model.requires_grad_(True)
         model.get_output_embeddings().requires_grad_(True)
@@ -68,11 +65,27 @@ def add_lora(model: Any, cfg: SFTConfig) -> Any:
     (`modules_to_save`). Returns the PeftModel; `model` itself gets the adapters injected in place."""
     from peft import LoraConfig, get_peft_model
 
-    towers = [t for t, on in (("language_model", cfg.train_llm), ("visual\\.blocks", cfg.train_vision)) if on]
-    target = rf"model\.({'|'.join(towers)})\..*\.({'|'.join(LORA_LINEARS)})"
+    family = family_of(model.config.model_type)
+    towers = [rf"{tower}\..*\.({'|'.join(linears)})" for tower, linears, on in (
+        ("language_model", LLM_LINEARS, cfg.train_llm), ("visual\\.blocks", family.vision_linears, cfg.train_vision))
+        if on]
+    target = rf"model\.({'|'.join(towers)})"
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
-                      modules_to_save=["merger"] if cfg.train_merger else None, bias="none")
+                      modules_to_save=_merger_modules(model, family.mergers) if cfg.train_merger else None, bias="none")
     return get_peft_model(model, lora)
+
+
+def _merger_modules(model: Any, mergers: tuple[str, ...]) -> list[str]:
+    """The family's merger modules as peft's `modules_to_save` names: a ModuleList (Qwen3-VL's deepstack
+    mergers) as its members, which peft can wrap one by one."""
+    names = []
+    for name in mergers:
+        module = getattr(model.model.visual, name, None)
+        if isinstance(module, nn.ModuleList):
+            names += [f"{name}.{i}" for i in range(len(module))]
+        elif module is not None:
+            names.append(name)
+    return names
 
 
 def tower_of(name: str) -> str:
@@ -80,7 +93,7 @@ def tower_of(name: str) -> str:
     _, visual, rest = name.partition("visual.")
     if not visual:
         return "llm"
-    return "merger" if rest.startswith(MERGER_PREFIXES) else "vision"
+    return "merger" if rest.startswith(MERGERS) else "vision"
 
 
 def param_groups(module: nn.Module, lr: float, weight_decay: float,
