@@ -4,6 +4,8 @@ Expected strings are written out by hand from the reference loaders (TIGER-AI-La
 `src/data/eval_dataset/*.py`, cited per test), never produced by ume's own code.
 """
 
+import csv
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from ume.evaluate.sources import Sources
 from ume.evaluate.tasks import QA_PROMPT, TaskMeta, select_tasks
 
 MEDIA = "TIGER-Lab/MMEB-V2"
+SPEC_COPY = Path(__file__).parent / "spec" / "mmeb-v2-tasks.csv"  # shared/spec/mmeb-v2-tasks.csv, as given
+SPEC_SHA256 = "a0a3673661353c72d50eb514f23e97ff940411252c89707229d08708236b6648"
 
 
 def task(name: str) -> TaskMeta:
@@ -30,12 +34,19 @@ def test_registry_matches_the_spec_csv():
     assert len(select_tasks(benchmark="mmeb-v2-image")) == 36
     assert len(select_tasks(benchmark="mmeb-v2-video")) == 18
     assert len(select_tasks(benchmark="mmeb-v2-visdoc")) == 24
-    spec = Path(__file__).resolve().parents[2] / "shared" / "spec" / "mmeb-v2-tasks.csv"
-    if spec.exists():  # the packaged copy must stay identical to the spec
-        from importlib import resources
-
-        packaged = resources.files("ume.evaluate").joinpath("mmeb_v2_tasks.csv").read_text()
-        assert packaged == spec.read_text()
+    # the typed registry says what the spec's CSV says, field by field (the copy is checked byte for byte below)
+    rows = {r["task"]: r for r in csv.DictReader(SPEC_COPY.read_text(encoding="utf-8").splitlines())}
+    assert list(rows) == [t.name for t in tasks]
+    for t in tasks:
+        row = rows[t.name]
+        notes = dict(kv.split("=", 1) for kv in row["notes"].split("; ") if "=" in kv)
+        path = t.source + (f" [subset={t.subset}, split={t.split}]" if t.subset else f" [split={t.split}]")
+        assert row["hf_path"] == path, t.name
+        assert (row["modality"], row["meta_task"].split(" (")[0], row["loader"], row["metric"]) == (
+            t.modality, t.meta_task, t.loader, t.metric), t.name
+        assert notes["eval_type"] == t.ranking, t.name
+        queries = notes.get("queries", "").split()
+        assert t.n_queries == (int(queries[0]) if queries and queries[0].isdigit() else None), t.name
     k700 = task("K700")
     assert (k700.ranking, k700.metric, k700.meta_task) == ("global", "hit@1", "CLS")
     assert (k700.source, k700.frames, k700.label_set) == ("VLM2Vec/Kinetics-700", "video_cls/K700", "Kinetics-700")
@@ -51,6 +62,13 @@ def test_registry_matches_the_spec_csv():
     assert [t.name for t in mret] == ["QVHighlight", "Charades-STA", "MomentSeeker"]
     with pytest.raises(ValueError, match="unknown task"):
         select_tasks(["NoSuchTask"])
+
+
+def test_the_spec_copy_is_the_spec():
+    assert hashlib.sha256(SPEC_COPY.read_bytes()).hexdigest() == SPEC_SHA256  # checked on a clean clone too
+    spec = Path(__file__).resolve().parents[2] / "shared" / "spec" / "mmeb-v2-tasks.csv"
+    if spec.exists():  # where the project's shared/ folder is present, the pinned hash is the spec's own
+        assert spec.read_bytes() == SPEC_COPY.read_bytes()
 
 
 def test_every_task_loads_from_the_published_layout_with_no_row_error(mmeb_root):

@@ -22,6 +22,32 @@ def test_format_reward():
     assert format_reward(texts, "match").tolist() == [1, 1, 0, 0, 1]  # anchored
 
 
+def test_the_configured_rewards_are_summed_with_their_weights_and_logged():
+    from ume.train.rewards import REWARDS, RewardTerms, RolloutGroup, total_reward
+    from ume.train.rl_config import RLConfig
+
+    ok = "<think>a</think><answer>b</answer><gen_emb>"
+    q = unit([1, 0], [1, 0.1], [0, 1], [0.1, 1])
+    pairs = torch.tensor([0, 0, 1, 1])
+    group = RolloutGroup([ok, " " + ok, "no", ok], q, pairs, q, pairs, 2)
+    total, logs = total_reward(group, ["format", "embedding"], [1.0, 1.0])
+    emb = embedding_reward(q, q, pairs, pairs, 2)
+    assert torch.allclose(total, torch.tensor([1.0, 1.0, 0.0, 1.0]) + emb.value)  # the paper's R
+    assert set(logs) == {"format", "rank", "gap", "emb_reward"} and logs["format"] == 0.75
+    strict, logs = total_reward(group, ["format_strict"], [2.0])
+    assert strict.tolist() == [2.0, 0.0, 0.0, 2.0] and logs == {"format_strict": 0.5}
+    REWARDS["length"] = lambda g: RewardTerms(torch.tensor([float(len(t)) for t in g.texts]), {})
+    try:  # a new reward is one registered function
+        RLConfig(model="m", data=["d"], reward_funcs=["length"]).validate()
+        assert total_reward(group, ["length"], [0.5])[0].tolist() == [0.5 * len(t) for t in group.texts]
+    finally:
+        del REWARDS["length"]
+    with pytest.raises(ValueError, match="choose from"):
+        RLConfig(model="m", data=["d"], reward_funcs=["formt"]).validate()
+    with pytest.raises(ValueError, match="1 weights for 2"):
+        RLConfig(model="m", data=["d"], reward_weights=[1.0]).validate()
+
+
 def test_all_positives_on_top():
     # 2 pairs x G=2: query rollouts of pair 0 are close to pair-0 targets only
     q = unit([1, 0], [1, 0.1], [0, 1], [0.1, 1])

@@ -48,7 +48,7 @@ from ume.train.engine import (
 )
 from ume.train.grpo_loss import group_advantages, policy_loss
 from ume.train.model import set_trainable, trainable_parameters
-from ume.train.rewards import embedding_reward, format_reward
+from ume.train.rewards import RolloutGroup, total_reward
 from ume.train.rl_config import RLConfig
 from ume.train.rl_data import RLPair, global_batch, load_rl_batch, load_rl_pairs, spare_indices
 from ume.train.rollouts import Rollouts
@@ -149,20 +149,20 @@ class RLTrainer(Trainer):
                 "mask": mask.to(dev), "texts": texts, "forced": sum(c.forced for c in flat),
                 "lengths": [len(c.token_ids) for c in flat]}
 
-    def _rewards(self, vec: dict[str, torch.Tensor], fmt: dict[str, torch.Tensor], pair_ids: torch.Tensor
+    def _rewards(self, vec: dict[str, torch.Tensor], texts: dict[str, list[str]], pair_ids: torch.Tensor
                  ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Rewards of this rank's rollouts against every rank's rollouts of the other side."""
-        G = self.cfg.num_generations
+        """The configured rewards of this rank's rollouts, against every rank's rollouts of the other side."""
+        cfg = self.cfg
         gathered = {s: self.acc.gather(v.detach().contiguous()) for s, v in vec.items()}
         all_ids = self.acc.gather(pair_ids.contiguous())
         rewards, logs = {}, {}
         for side, other in (("qry", "pos"), ("pos", "qry")):
-            emb = embedding_reward(vec[side].detach(), gathered[other], pair_ids, all_ids, G)
-            rewards[side] = fmt[side].to(emb.rank.device) + emb.value
+            group = RolloutGroup(texts[side], vec[side].detach(), pair_ids, gathered[other], all_ids,
+                                 cfg.num_generations)
+            rewards[side], terms = total_reward(group, cfg.reward_funcs, cfg.weights)
             name = "qry" if side == "qry" else "tgt"
-            logs.update({f"{name}_format": float(fmt[side].mean()), f"{name}_rank": float(emb.rank.mean()),
-                         f"{name}_gap": float(emb.gap.mean()), f"{name}_emb_reward": float(emb.value.mean()),
-                         f"{name}_reward": float(rewards[side].mean())})
+            logs.update({f"{name}_{k}": v for k, v in terms.items()})
+            logs[f"{name}_reward"] = float(rewards[side].mean())
         return rewards, logs
 
     def train(self) -> Path:
@@ -227,8 +227,8 @@ class RLTrainer(Trainer):
         times["forward"] += time.perf_counter() - t
         logs: dict[str, float] = {}
         if first:  # rewards from the vectors of this same forward; old log-probs kept for mu > 1
-            fmt = {s: format_reward(d["texts"], cfg.format_match) for s, d in sides.items()}
-            rewards, logs = self._rewards({s: o[1] for s, o in out.items()}, fmt, pair_ids)
+            rewards, logs = self._rewards({s: o[1] for s, o in out.items()}, {s: d["texts"] for s, d in sides.items()},
+                                          pair_ids)
             for s, d in sides.items():
                 d["advantages"] = group_advantages(rewards[s], cfg.num_generations).detach()
                 d["old_logp"] = out[s][0].detach()

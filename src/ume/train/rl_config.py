@@ -45,8 +45,11 @@ class RLConfig(JsonConfig):
     loss_normaliser: str = knob("constant", "constant (reference: sum / max_completion_length), token (DAPO) or "
                                  "sequence (GRPO).")
     rollout_batch_size: int = knob(8, "Sequences decoded at once by the rollouts.")
-    format_match: str = knob("search", "Format reward regex: search (the reference's re.search) or match "
-                             "(anchored at the completion's start; stricter).")
+    reward_funcs: list[str] = field(default_factory=lambda: ["format", "embedding"], metadata={
+        "help": "Rewards summed per rollout (names in ume.train.rewards.REWARDS): format (the reference's "
+                "re.search), format_strict (anchored at the completion's start), embedding (rank x gap)."})
+    reward_weights: list[float] | None = field(default=None, metadata={
+        "help": "One weight per reward (default: all 1, the paper's R = format + rank x gap)."})
 
     train_vision: bool = knob(True, "Train the vision tower (paper RL: trainable, unlike SFT).")
     train_merger: bool = knob(True, "Train the merger.")
@@ -75,9 +78,19 @@ class RLConfig(JsonConfig):
                              "or the number of processes")
         if self.loss_normaliser not in ("constant", "token", "sequence"):
             raise ValueError(f"loss_normaliser {self.loss_normaliser!r}: choose constant, token or sequence")
-        if self.format_match not in ("search", "match"):
-            raise ValueError(f"format_match {self.format_match!r}: choose search or match")
+        from ume.train.rewards import REWARDS
+
+        unknown = [n for n in self.reward_funcs if n not in REWARDS]
+        if unknown or not self.reward_funcs:
+            raise ValueError(f"reward_funcs {self.reward_funcs}: choose from {sorted(REWARDS)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
+                             "reward_funcs")
         if self.num_iterations < 1:
             raise ValueError("num_iterations must be >= 1")
         if self.save_every % self.num_iterations:
             raise ValueError("save_every must be a multiple of num_iterations (resume restarts at a generation)")
+
+    @property
+    def weights(self) -> list[float]:
+        return [1.0] * len(self.reward_funcs) if self.reward_weights is None else list(self.reward_weights)

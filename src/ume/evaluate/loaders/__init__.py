@@ -10,21 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ume.evaluate.loaders.common import PROTOCOLS, EvalQuery, LoadContext, LoaderError, Protocol, TaskData
-from ume.evaluate.loaders.image import load_image_task
-from ume.evaluate.loaders.video import load_video_task
-from ume.evaluate.loaders.visdoc import load_visdoc_task
+from ume.evaluate.loaders.image import IMAGE_LOADERS
+from ume.evaluate.loaders.video import VIDEO_LOADERS
+from ume.evaluate.loaders.visdoc import VISDOC_LOADERS
 from ume.evaluate.sources import Sources
 from ume.evaluate.tasks import TaskMeta
 
 __all__ = ["LOADERS", "PROTOCOLS", "EvalQuery", "LoadContext", "LoaderError", "Protocol", "TaskData", "load_task"]
 
-LOADERS: dict[str, Callable[[TaskMeta, LoadContext], TaskData]] = {
-    **dict.fromkeys(("image_cls", "image_qa", "image_t2i", "image_i2t", "image_i2i_vg"), load_image_task),
-    **dict.fromkeys(("video_classification", "ssv2", "msrvtt", "msvd", "didemo", "youcook2", "vatex", "nextqa",
-                     "mvbench", "videomme", "egoschema", "activitynetqa", "moment_retrieval", "momentseeker"),
-                    load_video_task),
-    **dict.fromkeys(("vidore", "visrag"), load_visdoc_task),
-}
+# the one table from a task's `loader` name to its loader; a new loader is a function and its entry here
+LOADERS: dict[str, Callable[[TaskMeta, LoadContext], TaskData]] = {**IMAGE_LOADERS, **VIDEO_LOADERS,
+                                                                  **VISDOC_LOADERS}
 
 
 def load_task(task: TaskMeta, where: LoadContext | Sources | str | Path | None = None) -> TaskData:

@@ -19,7 +19,6 @@ from ume.evaluate.loaders.common import (
     VIDEO_TOKEN,
     EvalQuery,
     LoadContext,
-    LoaderError,
     RowError,
     TaskData,
     existing,
@@ -32,14 +31,6 @@ from ume.evaluate.tasks import MRET_PROMPT, QA_PROMPT, TaskMeta
 from ume.inputs import Item
 
 VIDEO_CAND = f"{VIDEO_TOKEN} Understand the content of the provided video."
-# video RET: (id field, caption field, name of the frame directory / candidate from the id)
-RET_FIELDS: dict[str, tuple[str, str, Callable[[str], str]]] = {
-    "msrvtt": ("video_id", "caption", str),
-    "msvd": ("video_id", "caption", str),
-    "didemo": ("video", "caption", lambda v: Path(v).stem),  # didemo_dataset.py: splitext(basename(video))
-    "youcook2": ("id", "sentence", str),
-    "vatex": ("videoID", "enCap", str),
-}
 MOMENTSEEKER_QUERY = {  # momentseeker_dataset.py TASK_INST_QRY_{TEXT,IMG,VIDEO}
     "text": "Find the clip that corresponds to the given text:",
     "image": "Select the video clip that aligns with the given text and image:",
@@ -56,56 +47,69 @@ def label_sets() -> dict[str, list[str]]:
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
-def load_video_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
-    loaders: dict[str, Callable[..., None]] = {
-        "video_classification": _cls_row, "ssv2": _cls_row, "moment_retrieval": _mret_row,
-        "momentseeker": _momentseeker_row, **dict.fromkeys(RET_FIELDS, _ret_row),
-        **dict.fromkeys(("nextqa", "mvbench", "videomme", "egoschema", "activitynetqa"), _qa_row)}
-    if task.loader not in loaders:
-        raise LoaderError(f"task {task.name}: loader {task.loader!r} is not a video loader")
-    data = TaskData(task)
-    if task.configs:  # MVBench: the configs concatenated, each row tagged with its subset
-        rows = [{**r, "subset": c} for c in task.configs for r in data.rows(ctx, config=c)]
-    else:
-        rows = data.rows(ctx)
-    frames = ctx.sources.media_dir(task.media or "", f"video-tasks/frames/{task.frames}", task.name)
-    add = loaders[task.loader]
-    for i, row in enumerate(rows):
-        try:
-            add(data, task, row, frames)
-        except RowError as e:
-            data.row_error(i, str(e))
-        data.tag_rows(i)
-    if task.label_set is not None:  # global pool = every label of the task, after those the rows name
-        for label in label_sets()[task.label_set]:
-            data.add_candidate(label, Item(text=label))
-    return data
+AddRow = Callable[[TaskData, TaskMeta, dict[str, Any], Path], None]
+# a QA row -> (query text, candidate names, candidate texts, label, video directory); gets the asked question
+QaRow = Callable[[TaskData, dict[str, Any], Path, str], tuple[str, list[str], list[str], str, Path]]
+
+
+def _rows(add: AddRow) -> Callable[[TaskMeta, LoadContext], TaskData]:
+    """A video loader: every row of the task's repo through `add`, frames from its frame directory."""
+
+    def load(task: TaskMeta, ctx: LoadContext) -> TaskData:
+        data = TaskData(task)
+        if task.configs:  # MVBench: the configs concatenated, each row tagged with its subset
+            rows = [{**r, "subset": c} for c in task.configs for r in data.rows(ctx, config=c)]
+        else:
+            rows = data.rows(ctx)
+        frames = ctx.sources.media_dir(task.media or "", f"video-tasks/frames/{task.frames}", task.name)
+        for i, row in enumerate(rows):
+            try:
+                add(data, task, row, frames)
+            except RowError as e:
+                data.row_error(i, str(e))
+            data.tag_rows(i)
+        if task.label_set is not None:  # global pool = every label of the task, after those the rows name
+            for label in label_sets()[task.label_set]:
+                data.add_candidate(label, Item(text=label))
+        return data
+
+    return load
+
+
+def _cls_query(task: TaskMeta, row: dict[str, Any], frames: Path) -> tuple[Item, str]:
+    video = sampled_frames(frames / str(get(row, "video_id", (str, int))))
+    return Item(text=input_text(task.instruction or "", video=True), video=video), get(row, "pos_text", str)
 
 
 def _cls_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    video = sampled_frames(frames / str(get(row, "video_id", (str, int))))
-    label = get(row, "pos_text", str)
-    query = Item(text=input_text(task.instruction or "", video=True), video=video)
-    if task.loader == "ssv2":  # local: the row's own options
-        options = [str(o) for o in get(row, "neg_text", list)]
-        for o in options:
-            data.add_candidate(o, Item(text=o))
-        data.queries.append(EvalQuery(query, [label], cand_names=options))
-        return
+    query, label = _cls_query(task, row, frames)
     data.add_candidate(label, Item(text=label))
     data.queries.append(EvalQuery(query, [label]))
 
 
-def _ret_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    id_field, cap_field, name_of = RET_FIELDS[task.loader]
-    name = name_of(str(get(row, id_field, (str, int))))
-    caption = get(row, cap_field, (str, list))
-    if isinstance(caption, list):  # MSVD and VATEX ship caption lists; the first one is the query
-        if not caption:
-            raise RowError(f"field {cap_field!r} is an empty list")
-        caption = str(caption[0])
-    data.add_candidate(name, Item(text=VIDEO_CAND, video=sampled_frames(frames / name)))
-    data.queries.append(EvalQuery(Item(text=input_text(task.instruction or "", caption)), [name]))
+def _ssv2_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
+    """Local ranking: the row's own options."""
+    query, label = _cls_query(task, row, frames)
+    options = [str(o) for o in get(row, "neg_text", list)]
+    for o in options:
+        data.add_candidate(o, Item(text=o))
+    data.queries.append(EvalQuery(query, [label], cand_names=options))
+
+
+def _ret(id_field: str, cap_field: str, name_of: Callable[[str], str] = str) -> AddRow:
+    """Video RET: the caption is the query; the frame directory named from the id field is the candidate."""
+
+    def add(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
+        name = name_of(str(get(row, id_field, (str, int))))
+        caption = get(row, cap_field, (str, list))
+        if isinstance(caption, list):  # MSVD and VATEX ship caption lists; the first one is the query
+            if not caption:
+                raise RowError(f"field {cap_field!r} is an empty list")
+            caption = str(caption[0])
+        data.add_candidate(name, Item(text=VIDEO_CAND, video=sampled_frames(frames / name)))
+        data.queries.append(EvalQuery(Item(text=input_text(task.instruction or "", caption)), [name]))
+
+    return add
 
 
 def qa_template(question: str, options: list[str]) -> tuple[str, list[str]]:
@@ -120,48 +124,66 @@ def strip_letter(option: str) -> str:
     return option[option.find(". "):].strip(". ")
 
 
-def _qa_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
-    loader = task.loader
-    question = get(row, "question", str)
-    prompt = f"{VIDEO_TOKEN} {QA_PROMPT} "  # process_query(query, prompt, video_token); QA_PROMPT ends with " "
-    if loader == "nextqa":
-        options = [str(get(row, f"a{i}", (str, int))) for i in range(5)]
-        query, _ = qa_template(prompt + question, options)
-        texts = names = options
-        label = options[_index(get(row, "answer", (int, str)), len(options))]
-        video = frames / str(get(row, "video", (str, int)))
-    elif loader == "mvbench":
-        raw = [str(o) for o in get(row, "candidates", list)]
-        query, texts = qa_template(prompt + question, raw)
-        names = texts
-        answer = str(get(row, "answer", (str, int)))
-        if answer not in raw:  # the reference labels it "(@) answer", which never matches: a counted miss
-            data.note("mvbench_answer_not_in_candidates")
-        label = f"({chr(ord('A') + (raw.index(answer) if answer in raw else -1))}) {answer}"
-        video = frames / get(row, "subset", str) / str(get(row, "video", (str, int)))
-    elif loader == "videomme":
-        names = [str(o) for o in get(row, "options", list)]
-        query, texts = prompt + question + "\n" + "\n".join(names), [strip_letter(o) for o in names]
-        letter = get(row, "answer", str)
-        if letter not in VIDEOMME_LETTERS[:len(names)]:
-            raise RowError(f"field 'answer' {letter!r} is not an option letter")
-        label = names[VIDEOMME_LETTERS.index(letter)]
-        video = frames / str(get(row, "videoID", (str, int)))
-    elif loader == "egoschema":
-        names = [str(o) for o in get(row, "option", list)]  # full options are names and label; texts stripped
-        query, texts = prompt + question + " ".join(names), [strip_letter(o) for o in names]
-        label = names[_index(get(row, "answer", (int, str)), len(names))]
-        video = frames / str(get(row, "video_idx", (str, int)))
-    else:  # activitynetqa
-        query, texts = prompt + question + "? (A) yes; (B) no.", ["yes", "no"]
-        names = texts
-        label = get(row, "answer", str)
-        if label not in names:  # the reference's OPTIONS.index(answer) fails on anything else
-            raise RowError(f"field 'answer' {label!r} is not 'yes' or 'no'")
-        video = frames / f"v_{get(row, 'video_name', (str, int))}"
-    for name, text in zip(names, texts, strict=True):
-        data.add_candidate(name, Item(text=text))
-    data.queries.append(EvalQuery(Item(text=query, video=sampled_frames(video)), [label], cand_names=list(names)))
+def _qa(parse: QaRow) -> AddRow:
+    """Video QA: the question (after the QA prompt) against the row's own options."""
+
+    def add(data: TaskData, task: TaskMeta, row: dict[str, Any], frames: Path) -> None:
+        # process_query(query, prompt, video_token); QA_PROMPT ends with " "
+        asked = f"{VIDEO_TOKEN} {QA_PROMPT} " + get(row, "question", str)
+        query, names, texts, label, video = parse(data, row, frames, asked)
+        for name, text in zip(names, texts, strict=True):
+            data.add_candidate(name, Item(text=text))
+        data.queries.append(EvalQuery(Item(text=query, video=sampled_frames(video)), [label],
+                                      cand_names=list(names)))
+
+    return add
+
+
+def _nextqa(data: TaskData, row: dict[str, Any], frames: Path, asked: str
+            ) -> tuple[str, list[str], list[str], str, Path]:
+    options = [str(get(row, f"a{i}", (str, int))) for i in range(5)]
+    query, _ = qa_template(asked, options)
+    label = options[_index(get(row, "answer", (int, str)), len(options))]
+    return query, options, options, label, frames / str(get(row, "video", (str, int)))
+
+
+def _mvbench(data: TaskData, row: dict[str, Any], frames: Path, asked: str
+             ) -> tuple[str, list[str], list[str], str, Path]:
+    raw = [str(o) for o in get(row, "candidates", list)]
+    query, texts = qa_template(asked, raw)
+    answer = str(get(row, "answer", (str, int)))
+    if answer not in raw:  # the reference labels it "(@) answer", which never matches: a counted miss
+        data.note("mvbench_answer_not_in_candidates")
+    label = f"({chr(ord('A') + (raw.index(answer) if answer in raw else -1))}) {answer}"
+    return query, texts, texts, label, frames / get(row, "subset", str) / str(get(row, "video", (str, int)))
+
+
+def _videomme(data: TaskData, row: dict[str, Any], frames: Path, asked: str
+              ) -> tuple[str, list[str], list[str], str, Path]:
+    names = [str(o) for o in get(row, "options", list)]
+    letter = get(row, "answer", str)
+    if letter not in VIDEOMME_LETTERS[:len(names)]:
+        raise RowError(f"field 'answer' {letter!r} is not an option letter")
+    return (asked + "\n" + "\n".join(names), names, [strip_letter(o) for o in names],
+            names[VIDEOMME_LETTERS.index(letter)], frames / str(get(row, "videoID", (str, int))))
+
+
+def _egoschema(data: TaskData, row: dict[str, Any], frames: Path, asked: str
+               ) -> tuple[str, list[str], list[str], str, Path]:
+    names = [str(o) for o in get(row, "option", list)]  # full options are names and label; texts stripped
+    label = names[_index(get(row, "answer", (int, str)), len(names))]
+    return (asked + " ".join(names), names, [strip_letter(o) for o in names], label,
+            frames / str(get(row, "video_idx", (str, int))))
+
+
+def _activitynetqa(data: TaskData, row: dict[str, Any], frames: Path, asked: str
+                   ) -> tuple[str, list[str], list[str], str, Path]:
+    options = ["yes", "no"]
+    label = get(row, "answer", str)
+    if label not in options:  # the reference's OPTIONS.index(answer) fails on anything else
+        raise RowError(f"field 'answer' {label!r} is not 'yes' or 'no'")
+    return (asked + "? (A) yes; (B) no.", options, options, label,
+            frames / f"v_{get(row, 'video_name', (str, int))}")
 
 
 def _index(value: Any, n: int) -> int:
@@ -227,3 +249,21 @@ def _momentseeker_row(data: TaskData, task: TaskMeta, row: dict[str, Any], frame
         video = frame_files(frames / "video_frames" / name, "clip frame directory")
         data.add_candidate(name, Item(text=MOMENTSEEKER_CAND, video=video))
     data.queries.append(EvalQuery(query, list(clips["positive_frames"]), cand_names=names))
+
+
+VIDEO_LOADERS: dict[str, Callable[[TaskMeta, LoadContext], TaskData]] = {
+    "video_classification": _rows(_cls_row),
+    "ssv2": _rows(_ssv2_row),
+    "msrvtt": _rows(_ret("video_id", "caption")),
+    "msvd": _rows(_ret("video_id", "caption")),
+    "didemo": _rows(_ret("video", "caption", lambda v: Path(v).stem)),  # splitext(basename(video))
+    "youcook2": _rows(_ret("id", "sentence")),
+    "vatex": _rows(_ret("videoID", "enCap")),
+    "nextqa": _rows(_qa(_nextqa)),
+    "mvbench": _rows(_qa(_mvbench)),
+    "videomme": _rows(_qa(_videomme)),
+    "egoschema": _rows(_qa(_egoschema)),
+    "activitynetqa": _rows(_qa(_activitynetqa)),
+    "moment_retrieval": _rows(_mret_row),
+    "momentseeker": _rows(_momentseeker_row),
+}

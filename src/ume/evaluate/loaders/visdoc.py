@@ -87,3 +87,6 @@ def _page(image: dict[str, Any] | str, repo_dir: Path) -> bytes | str:
     if not file.is_file():
         raise RowError(f"page image not found: {file}")
     return str(file)
+
+
+VISDOC_LOADERS = dict.fromkeys(("vidore", "visrag"), load_visdoc_task)
