@@ -30,7 +30,7 @@ TINY = ROOT / "examples" / "tiny-qwen2-vl"
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from ume.embed_job import run_embed
+from ume.embed.job import run_embed
 t = time.perf_counter()
 try:
     summary, crash = run_embed(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])), None
@@ -77,7 +77,7 @@ def subset(items: Path) -> Path:
 
 def cosines(items: Path, out: Path) -> dict:
     import ume
-    from ume.embed_job import read_items
+    from ume.embed.sources import read_items
 
     enc = ume.load(TINY, device="cpu")
     emb = np.load(out / "embeddings.npy")

@@ -22,7 +22,9 @@ from bad_corpus import build_corpus, line_numbers
 from PIL import Image
 
 from ume.batching import estimate_tokens, make_batch, prompt_overhead, token_batches
-from ume.embed_job import OUTPUT_FILES, read_items, run_embed
+from ume.embed.chunks import OUTPUT_FILES
+from ume.embed.job import run_embed
+from ume.embed.sources import read_items
 from ume.inputs import InputLimits, Item, load_item
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -45,7 +47,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     path, expect = build_corpus(root)
     out = root / "out"
-    code = ("import json, resource; from pathlib import Path; from ume.embed_job import run_embed; "
+    code = ("import json, resource; from pathlib import Path; from ume.embed.job import run_embed; "
             f"print(run_embed({str(TINY)!r}, Path({str(path)!r}), Path({str(out)!r}))); "
             "print(json.dumps({'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))")
     res = run_capped(code)
@@ -97,7 +99,7 @@ def test_the_corpus_runs_in_bounded_memory(corpus):
     assert stats["maxrss_mb"] < MEMORY_CAP // 2**20
 
 
-def test_output_is_checked_before_any_work_and_replaced_whole(tmp_path):
+def test_output_is_checked_before_any_work_and_never_mixes_two_runs(tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text('{"text": "a"}\n{"text": "b"}\n')
     out = tmp_path / "out"
@@ -109,11 +111,14 @@ def test_output_is_checked_before_any_work_and_replaced_whole(tmp_path):
     run_embed(str(TINY), items, out)
     first = np.load(out / "embeddings.npy")
     items.write_text('{"text": "a"}\n{"text": "b", "image": "nope.png"}\n{"text": "c"}\n')
-    with pytest.raises(Exception, match="file not found"):  # fail-fast: the old run stays whole
-        run_embed(str(TINY), items, out, on_error="raise")
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(input.fingerprint"):
+        run_embed(str(TINY), items, out)  # another input is never mixed into the old run's folder
     assert np.array_equal(np.load(out / "embeddings.npy"), first)
     assert json.loads((out / "run.json").read_text())["n_items"] == 2
-    run_embed(str(TINY), items, out)
+    with pytest.raises(Exception, match="file not found"):  # fail-fast, replacing it: the old run is gone whole
+        run_embed(str(TINY), items, out, on_error="raise", overwrite=True)
+    assert not (out / "embeddings.npy").exists() and not (out / "run.json").exists()
+    run_embed(str(TINY), items, out)  # the same input and settings: resumes the replacing run
     assert sorted(p.name for p in out.iterdir()) == sorted(set(OUTPUT_FILES) - {"disc_embeddings.npy"})  # disc mode
     assert json.loads((out / "run.json").read_text())["n_items"] == 3 and np.load(out / "embeddings.npy").shape[0] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl", "out"]  # no staging folder left

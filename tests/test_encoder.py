@@ -77,8 +77,8 @@ def test_gen_equals_reference_hidden_states_j_plus_1(encoders, media, family):
         batch = batch_of(enc, [item])
         proc = ForceGenAt([lengths[i]], bb.gen_id, banned, prompt_len=batch["input_ids"].shape[1])
         ref = reference_gen(enc.model, batch, bb.gen_id, max_new_tokens=lengths[i] + 2, logits_processor=proc)
-        assert ref.generated[0, : lengths[i] + 1].tolist() == ours.token_ids[i][0]
-        assert ours.num_tokens[i, 0] == lengths[i] + 1
+        assert ref.generated[0, : lengths[i] + 1].tolist() == ours.token_ids[i]
+        assert ours.num_tokens[i] == lengths[i] + 1
         assert cos(ours.embeddings[i], ref.vectors[0].numpy()) >= 0.9999
 
 
@@ -98,9 +98,22 @@ def test_gen_reference_batched_with_padding(encoder, media):
 
 def test_forced_gen_emb_when_budget_runs_out(encoder):
     r = encoder.encode(["tell me a story"], mode="gen", max_new_tokens=6)
-    assert r.forced[0, 0] and r.num_tokens[0, 0] == 7
-    assert r.token_ids[0][0][-1] == encoder.backbone.gen_id
-    assert r.texts[0][0].endswith("<gen_emb>")
+    assert r.forced[0] and r.num_tokens[0] == 7
+    assert r.token_ids[0][-1] == encoder.backbone.gen_id
+    assert r.texts[0].endswith("<gen_emb>")
+
+
+def test_one_shape_rule_the_sample_axis_is_there_iff_k_above_1(encoder):
+    one = encoder.encode(["a", "bb"], mode="gen", max_new_tokens=5)
+    assert one.embeddings.shape == (2, encoder.dim) and one.num_tokens.shape == one.forced.shape == (2,)
+    assert isinstance(one.texts[0], str) and isinstance(one.token_ids[0][0], int) and one.num_samples == 1
+    view = one.samples  # the per-sample view keeps the axis, for code written for any k
+    assert view.num_tokens.shape == (2, 1) and view.texts[1] == [one.texts[1]]
+    assert view.token_ids[0] == [one.token_ids[0]] and view.forced[0, 0] == one.forced[0]
+    k = encoder.encode(["a", "bb"], mode="gen", max_new_tokens=5, num_samples=2, seed=0)
+    assert k.embeddings.shape == (2, 2, encoder.dim) and k.num_tokens.shape == k.forced.shape == (2, 2)
+    assert isinstance(k.texts[0], list) and len(k.texts[0]) == 2 and k.samples.texts == k.texts
+    assert encoder.encode(["a"]).samples is None
 
 
 def test_missing_gen_emb_policy_error(tiny_dirs):
@@ -169,3 +182,21 @@ def test_argument_validation(encoder):
         encoder.encode(["x"], mode="sideways")
     with pytest.raises(ValueError, match="num_samples > 1 needs mode='gen'"):
         encoder.encode(["x"], mode="disc", num_samples=2)
+
+
+def test_load_takes_the_attention_kernel_and_pixel_bounds(tiny_dirs, media):
+    from PIL import Image
+
+    path = tiny_dirs["qwen2_vl"]
+    big = Image.new("RGB", (640, 480), "red")
+    item = ume.Item("a picture", images=[big])
+    sdpa, eager = ume.load(path, device="cpu"), ume.load(path, device="cpu", attn_implementation="eager")
+    assert eager.model.config._attn_implementation == "eager"
+    assert cos(sdpa.encode([item]).embeddings[0], eager.encode([item]).embeddings[0]) >= 0.9999
+    capped = ume.load(path, device="cpu", max_pixels=56 * 56)
+    assert capped.recipe.max_pixels == 56 * 56 and capped.recipe.digest() != sdpa.recipe.digest()  # caches re-key
+    from ume.batching import make_batch
+    from ume.inputs import InputLimits, load_item
+
+    grid = make_batch(capped.backbone.processor, capped.recipe, [load_item(item, 0, InputLimits())])["image_grid_thw"]
+    assert int(grid.prod()) // 4 <= 4  # at most 56 x 56 pixels: 4 visual tokens

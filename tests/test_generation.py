@@ -80,8 +80,8 @@ def test_tokens_equal_hf_generate_with_the_checkpoint_config(instruct, config):
         banned = LogitsProcessorList([SuppressTokensLogitsProcessor(enc.vision_ids())])  # ume never samples them
         ref = enc.model.generate(**batch, max_new_tokens=24, logits_processor=banned, generation_config=gc)
         ref_ids = ref[0, batch["input_ids"].shape[1]:].tolist()
-        tokens = ours.token_ids[0][0]
-        upto = len(tokens) - 1 if ours.forced[0, 0] else len(tokens)  # an appended <gen_emb> is ume's own
+        tokens = ours.token_ids[0]
+        upto = len(tokens) - 1 if ours.forced[0] else len(tokens)  # an appended <gen_emb> is ume's own
         assert tokens[:upto] == ref_ids[:upto]
         assert upto >= 6  # the check compared real decoding, not an immediate stop
     finally:
@@ -99,7 +99,7 @@ def test_repetition_penalty_of_the_checkpoint_is_applied(instruct):
     try:
         for penalty in (1.0, 3.0):
             gc.repetition_penalty = penalty
-            runs[penalty] = instruct.encode(item, mode="gen", max_new_tokens=24).token_ids[0][0]
+            runs[penalty] = instruct.encode(item, mode="gen", max_new_tokens=24).token_ids[0]
     finally:
         gc.repetition_penalty = INSTRUCT["repetition_penalty"]
     assert runs[1.0] != runs[3.0]
@@ -211,8 +211,8 @@ def test_vllm_prompts_params_and_readout_against_the_hf_backend(encoder, media):
     for i, it in enumerate(items):
         text = bb.processor.apply_chat_template(enc.recipe.messages(load_item(it, i, InputLimits())), tokenize=False,
                                                 add_generation_prompt=True)
-        raw = list(hf.token_ids[i][0])  # what a vLLM run of the same model would return
-        if hf.forced[i, 0]:
+        raw = list(hf.token_ids[i])  # what a vLLM run of the same model would return
+        if hf.forced[i]:
             raw = raw[:-1]
         elif raw[-1] == bb.gen_id:
             raw += [bb.eos_id]  # vLLM stops at <gen_emb> too; extra ids after it are ignored

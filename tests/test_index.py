@@ -134,7 +134,7 @@ def test_jsonl_corpus_gen_mode_stores_reasoning_and_hnsw(folder, tmp_path, enc):
     want = enc.encode([ume.Item(r["text"], images=[r["image"]] if "image" in r else []) for r in rows],
                       mode="gen", max_new_tokens=12)
     for j in range(3):
-        assert idx.items[j]["reasoning"] == want.texts[j][0]
+        assert idx.items[j]["reasoning"] == want.texts[j]
         assert float(np.asarray(idx.vectors[j]) @ want.embeddings[j]) > 0.9999
     hits = idx.search("a yellow square", k=3)
     exact = Index.build(enc, corpus, tmp_path / "gen-exact", mode="gen", max_new_tokens=12, progress=False)

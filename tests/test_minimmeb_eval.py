@@ -135,4 +135,6 @@ def test_cli_eval_gen_oracle_passk_end_to_end(minimmeb_root, tiny_dirs, tmp_path
     assert all(set(c) == {"1", "2", "4"} for c in report["passk"].values())
     assert (out / "plots" / "passk.png").exists() and "overall" in (out / "report.md").read_text()
     listing = CliRunner().invoke(app, ["eval", "--benchmark", "mmeb-v2-visdoc", "--list"])
-    assert listing.exit_code == 0 and len(listing.output.strip().splitlines()) == 24
+    lines = listing.output.strip().splitlines()
+    assert listing.exit_code == 0 and len(lines) == 25 and lines[0].split("\t")[:2] == ["task", "benchmark"]
+    assert lines[1].split("\t")[7] == "vidore/arxivqa_test_subsampled_beir"  # each task's hub dataset id

@@ -114,8 +114,8 @@ def test_find_recipe_falls_back_only_when_the_file_is_absent(tmp_path, monkeypat
             link.symlink_to(os.path.relpath(blob, link.parent))
 
     good = Recipe(blank_image_size=56)
-    cached("org/good", {"ume_recipe.json": json.dumps(good.to_dict()).encode()})
-    cached("org/broken", {"ume_recipe.json": b'{"blank_image_size": 56, "no_such_field": 1}'})
+    cached("org/good", {"config.json": b"{}", "ume_recipe.json": json.dumps(good.to_dict()).encode()})
+    cached("org/broken", {"config.json": b"{}", "ume_recipe.json": b'{"blank_image_size": 56, "no_such_field": 1}'})
     cached("org/none", {"config.json": b"{}"})
     assert find_recipe("org/good") == good
     with pytest.raises(ValueError, match="unknown field"):
@@ -148,3 +148,18 @@ def test_the_readout_rule_reads_disc_in_the_prompt_and_gen_in_the_completion():
     assert torch.allclose(got[0], hidden[0, 5] / hidden[0, 5].norm())
     with pytest.raises(ValueError, match="not found in rows"):
         read_embedding(hidden[:, :4], ids[:, :4], "gen", t, 4)
+
+
+def test_a_model_that_cannot_be_found_is_named_at_once(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    from ume.backbone import check_source, load_backbone
+
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        load_backbone(str(tmp_path / "no-such-model"))  # a path: never mistaken for a malformed hub id
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        check_source("runs/a/b")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE is set"):
+        check_source("org/not-cached-anywhere")

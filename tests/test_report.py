@@ -3,12 +3,24 @@
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ume.evaluate.metrics import mean_metrics, query_metrics
-from ume.evaluate.report import LeaderboardMeta, leaderboard, write_reports
+from ume.evaluate.report import (
+    PASSK_PER_TASK,
+    LeaderboardMeta,
+    aggregate,
+    compare,
+    leaderboard,
+    meta_task_figure,
+    passk_figure,
+    plots,
+    write_reports,
+)
 from ume.evaluate.runner import TaskResult
 from ume.evaluate.tasks import TaskMeta, select_tasks
 
@@ -138,3 +150,112 @@ def test_write_reports_passes_the_metadata_and_skips_minimmeb(tmp_path):
     assert default["model_name"] == "org/UME-R1-2B" and default["model_backbone"] is None
     write_reports(tmp_path / "mini", Cfg(), [mini], [result(mini)], [])
     assert (tmp_path / "mini" / "report.json").exists() and not list((tmp_path / "mini").glob("leaderboard_*"))
+
+
+# --- comparison and plots, from summaries shaped as write_reports writes them --------------------------------
+MINI = select_tasks(benchmark="minimmeb")
+ZERO_KEY = MINI[0].meta_key  # gen-gen scores 0 on every task of the first meta-task
+
+
+def summary(tasks=MINI, model="/models/ume-demo-sft", qry="gen", samples=4, limit=8) -> dict[str, Any]:
+    gen = {t.name: 0.0 if t.meta_key == ZERO_KEY else 10.0 + i for i, t in enumerate(tasks)}
+    disc = {t.name: 20.0 + i for i, t in enumerate(tasks)}
+    chance = {t.name: 5.0 for t in tasks}
+    se = {t.name: 3.0 for t in tasks}
+    scores = {"gen-gen": gen, "disc-disc": disc} if qry == "gen" else {"disc-disc": disc}
+    runs = {lab: {"tasks": s, "aggregate": aggregate(s, MINI, se)} for lab, s in scores.items()}
+    runs["chance"] = {"tasks": chance, "aggregate": aggregate(chance, MINI)}
+    cfg = {"model": model, "qry_mode": qry, "tgt_mode": qry, "samples": samples, "oracle": False, "limit": limit,
+           "pool_limit": None, "benchmark": "minimmeb", "tasks": [], "modality": None, "meta_task": None}
+    missing = {t.name: "not found" for t in MINI if t not in tasks}
+    return {"model": model, "config": cfg, "runs": runs, "scored": len(tasks), "selected": len(MINI),
+            "missing": missing, "errors": 0,
+            "tasks": {t.name: {"modality": t.modality, "meta_task": t.meta_key, "metric": t.metric} for t in MINI},
+            "passk": {t.name: {"1": 0.1, "2": 0.2, "4": 0.1 * (i % 5) + 0.2} for i, t in enumerate(tasks)}
+            if samples > 1 else {}}
+
+
+def test_compare_keeps_errors_settings_and_task_counts(tmp_path):
+    partial = summary(MINI[1:], model="/m/other", qry="disc", samples=1, limit=None)
+    for name, s in {"a": summary(), "b": partial}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(s))
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+            for r in compare([tmp_path / "a", tmp_path / "b"]).splitlines() if r.startswith("| ")}
+    assert rows["group"] == ["a:gen-gen", "a:disc-disc", "a:chance", "b:disc-disc", "b:chance"]
+    assert rows["*model*"] == ["ume-demo-sft"] * 3 + ["other"] * 2
+    assert rows["*qry/tgt*"] == ["gen/gen", "disc/disc", "random ranking", "disc/disc", "random ranking"]
+    assert rows["*samples (pass@k)*"] == ["4", "4", "–", "1", "–"]
+    assert rows["*queries/task*"] == ["first 8"] * 3 + ["all"] * 2
+    assert rows["*tasks scored*"] == ["13/13 minimmeb"] * 3 + ["12/13 minimmeb"] * 2
+    key, mod = MINI[0].meta_key, MINI[0].modality
+    of = sum(t.meta_key == key for t in MINI)
+    assert rows[key][0] == f"0.0 ± {3 / np.sqrt(of):.1f} ({of})"  # a zero score keeps its error and count
+    assert rows[key][1].startswith("20.5 ± 2.1") and rows[key][2] == f"5.0 ({of})"  # chance: exact, no ±
+    assert rows[key][3].endswith(f"({of - 1}/{of})")  # the partial run says so in every group it touches
+    assert all("±" in rows[g][c] for g in (key, f"**{mod}**", "**overall**") for c in (0, 1, 3))
+    assert rows["**overall**"][3].endswith("(12/13)") and rows["**overall**"][4] == "5.0 (12/13)"
+    text = compare([tmp_path / "a", tmp_path / "b"])
+    assert f"b: 1 of 13 selected task(s) missing: {MINI[0].name}" in text
+
+
+def png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plots_write_both_pngs(tmp_path):
+    import sys
+
+    written = plots(tmp_path, summary())
+    assert [Path(p).name for p in written] == ["meta_tasks.png", "passk.png"]
+    for p in written:
+        w, h = png_size(Path(p))
+        assert 800 <= w <= 2500 and 400 <= h <= 800 and 20_000 < Path(p).stat().st_size < 1_000_000
+    assert "matplotlib.pyplot" not in sys.modules  # Agg canvases only: the caller's backend is left alone
+
+
+def test_meta_task_figure_draws_errors_chance_and_zero():
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    s = summary()
+    keys = list(s["runs"]["gen-gen"]["aggregate"]["meta_task"])
+    ax = meta_task_figure(s).axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [len(b) for b in bars] == [len(keys)] * 2  # gen-gen, disc-disc; chance is no bar
+    errors = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    for err, lab in zip(errors, ("gen-gen", "disc-disc"), strict=True):
+        tops = [seg[1][1] for seg in err.lines[2][0].get_segments()]
+        agg = s["runs"][lab]["aggregate"]["meta_task"]
+        assert tops == pytest.approx([agg[k]["mean"] + agg[k]["se"] for k in keys])
+    assert min(seg[0][1] for seg in errors[0].lines[2][0].get_segments()) == 0  # never below 0
+    drawn = {c.get_gid(): c.get_segments() for c in ax.collections if c.get_gid()}
+    chance = s["runs"]["chance"]["aggregate"]["meta_task"]
+    assert [seg[0][1] for seg in drawn["chance"]] == [chance[k]["mean"] for k in keys]
+    assert len(drawn["zero"]) == 1 and drawn["zero"][0][0][1] == 0  # the zero bar keeps a visible stub
+    assert len(ax.texts) == 2 * len(keys) and ax.texts[0].get_text() == "0.0"
+    title = ax.get_title()
+    assert all(w in title for w in ("ume-demo-sft", "qry gen / tgt gen", "samples 4", "first 8 queries/task",
+                                    "13/13 tasks (minimmeb)"))
+    assert ax.get_legend() is None and len(ax.figure.legends) == 1  # the legend sits outside the axes
+
+
+@pytest.mark.parametrize("bench", ["minimmeb", "mmeb-v2"])
+def test_passk_figure_curves_ticks_and_mean(bench):
+    tasks = select_tasks(benchmark=bench)
+    s = summary()
+    s["tasks"] = {t.name: {"modality": t.modality, "meta_task": t.meta_key, "metric": t.metric} for t in tasks}
+    s["passk"] = {t.name: {"1": 0.1, "2": 0.2, "4": 0.1 * (i % 5) + 0.2} for i, t in enumerate(tasks)}
+    ax = passk_figure(s).axes[0]
+    lines = ax.get_lines()
+    curves = len(tasks) if len(tasks) <= PASSK_PER_TASK else len({t.meta_key for t in tasks})
+    assert len(lines) == curves + 1
+    mean = next(ln for ln in lines if ln.get_gid() == "mean")
+    assert mean.get_linewidth() > max(ln.get_linewidth() for ln in lines if ln is not mean)
+    last = np.mean([0.1 * (i % 5) + 0.2 for i in range(len(tasks))])
+    assert list(mean.get_ydata()) == pytest.approx([0.1, 0.2, last])
+    assert list(ax.get_xticks()) == [1, 2, 4] and [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+    assert ax.yaxis.get_major_formatter()(0.5, 0) == "50%" and "coverage" in ax.get_ylabel()
+    assert len({ln.get_color() + ln.get_linestyle() for ln in lines}) == len(lines)  # every curve distinct
+    assert ax.get_legend() is None and len(ax.figure.legends) == 1

@@ -160,8 +160,8 @@ def test_gen_with_reasoning_matches_encoder(client, enc):
     for j, d in enumerate(got.data):
         close(d.embedding, want.embeddings[j])
         (r,) = d.model_extra["reasoning"]
-        assert r["token_ids"] == list(want.token_ids[j][0]) and r["text"] == want.texts[j][0]
-        assert r["num_tokens"] == int(want.num_tokens[j, 0]) and r["forced"] == bool(want.forced[j, 0])
+        assert r["token_ids"] == list(want.token_ids[j]) and r["text"] == want.texts[j]
+        assert r["num_tokens"] == int(want.num_tokens[j]) and r["forced"] == bool(want.forced[j])
     assert got.usage.model_extra["completion_tokens"] == int(want.num_tokens.sum())
 
 

@@ -296,6 +296,10 @@ def test_short_run_lowers_loss_and_exports_loadable_model(tiny, sft_data, tmp_pa
     at20, at40 = (np.array(x["eval"]["vector"]) for x in lines if "eval" in x)
     assert not np.allclose(at20, at40, atol=1e-4)  # the hook sees the live model as it trains ...
     final = ume.load(out, device="cpu").encode(["a red circle"], mode="disc", show_progress=False).embeddings[0]
+    card = (out / "README.md").read_text()  # the model card, with this run's last logged step
+    assert card.startswith("---\nlibrary_name: transformers") and "`max_steps=40`" in card
+    assert "Last logged step: step 40, " in card and (out / "checkpoint-40" / "README.md").is_file()
+    assert json.loads((out / "modules.json").read_text())[0]["type"].endswith("UmeDiscEmbedding")  # for ST users
     assert np.allclose(final, at40, atol=1e-5)  # ... and at the last step it is the exported model
     for key in ("lr", "gen", "disc", "ce_qry", "ce_pos", "loss", "grad_norm", "tokens", "step_time"):
         assert key in steps[0]
@@ -434,6 +438,8 @@ def test_lora_adapters_saved_and_merged_on_export(tiny, sft_data, tmp_path):
                            lora_dropout=0.0))
     adapter = out / "adapter"
     assert (adapter / "adapter_config.json").is_file() and (out / "checkpoint-3" / "adapter").is_dir()
+    card = (out / "README.md").read_text()  # the model card comes with a LoRA export too
+    assert "stage: cold-start SFT" in card and '"lora": true' not in card and "`lora=true`" in card
     merged = params(out)
     assert not any("lora_" in n or "base_layer" in n or "modules_to_save" in n for n in merged)
     base = params(tiny)

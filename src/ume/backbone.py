@@ -6,7 +6,8 @@ We add the two embedding tokens the way the reference does and otherwise leave t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def find_recipe(source: str | Path) -> Recipe:
     """The checkpoint's `ume_recipe.json` — from a local directory, or the hub repo (or its cache offline) —
     else the reference recipe. Only an absent file falls back: a malformed one is an error, never ignored.
     Inference and both trainers resolve recipes through here."""
+    check_source(str(source))
     local = Path(source)
     if local.is_dir():
         return Recipe.load(local)
@@ -117,6 +119,51 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on (default: CUDA when present); an unusable CUDA device is a clear error now, not a
+    stack trace from deep inside torch once the model is loaded."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: no CUDA device is visible (torch.cuda.is_available() is False); "
+                         "use --device cpu, or leave it unset to use CUDA only when present")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
+
+
+@cache
+def check_source(source: str) -> None:
+    """Fail at once, naming the cause, for a model that cannot be found: a path (absolute, ~ or . first, a
+    backslash, or more than one '/') must exist locally; a hub id must be in the local hub cache or the hub must
+    answer (else transformers would retry for most of a minute, then blame the network)."""
+    if Path(source).expanduser().exists():
+        return
+    fix = "give a checkpoint directory (one holding config.json) or a hub id such as zhibinlan/UME-R1-2B"
+    if Path(source).is_absolute() or source.startswith(("~", ".")) or "\\" in source or source.count("/") > 1:
+        raise FileNotFoundError(f"model {source!r}: no such directory; {fix}")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE or not _reachable(constants.ENDPOINT):
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{constants.ENDPOINT} is unreachable"
+        raise FileNotFoundError(f"model {source!r}: no such local directory, not in the Hugging Face cache, and "
+                                f"{why}; {fix}")
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub opens within `timeout` (one try; DNS failures answer at once)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """bf16 on GPU, fp32 on CPU, unless asked otherwise."""
     if dtype is None:
@@ -131,23 +178,35 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def load_backbone(name_or_path: str | Path, device: str | torch.device | None = None,
-                  dtype: str | torch.dtype | None = None, recipe: Recipe | None = None) -> Backbone:
-    """Load model + processor with the Auto classes and make them ready for ume."""
+                  dtype: str | torch.dtype | None = None, recipe: Recipe | None = None,
+                  attn_implementation: str | None = None, min_pixels: int | None = None,
+                  max_pixels: int | None = None) -> Backbone:
+    """Load model + processor with the Auto classes and make them ready for ume.
+
+    `attn_implementation` goes to transformers ("sdpa", "flash_attention_2", "eager"; default: its choice);
+    `min_pixels` / `max_pixels` replace the recipe's per-image floor / cap (a lower cap bounds memory and time
+    per image; it changes the vectors, and so the recipe digest that keys caches)."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     source = str(name_or_path)
-    dev = torch.device(device) if device is not None else default_device()
+    check_source(source)
+    dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     config = AutoConfig.from_pretrained(source)
     family = family_of(config.model_type)
     processor = AutoProcessor.from_pretrained(source)
     processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype)
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype, **extra)
+    recipe = recipe or find_recipe(source)
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if pixels:
+        recipe = replace(recipe, **pixels)
     added = register_ume_tokens(model, processor.tokenizer, family)
     model.to(dev).eval()
     tok = processor.tokenizer
     return Backbone(
-        model=model, processor=processor, family=family, recipe=recipe or find_recipe(source),
+        model=model, processor=processor, family=family, recipe=recipe,
         gen_id=tok.convert_tokens_to_ids(UME_TOKENS[0]), disc_id=tok.convert_tokens_to_ids(UME_TOKENS[1]),
         eos_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_id=tok.pad_token_id, source=source,
         added_tokens=added,

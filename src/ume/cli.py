@@ -60,11 +60,26 @@ class SizeOpt(StrEnum):
     mid = "mid"
 
 
+class EngineOpt(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+# how a checkpoint is loaded (ume.load's arguments), shared by the commands that load one
+AttnOpt = Annotated[str | None, typer.Option(
+    help="transformers attention kernel: sdpa, eager, flash_attention_2 (GPU; fast on large images).")]
+MinPixelsOpt = Annotated[int | None, typer.Option(help="Per-image pixel floor (default: the recipe's).")]
+MaxPixelsOpt = Annotated[int | None, typer.Option(
+    help="Per-image pixel cap (default: the recipe's 1536^2); lower it to bound memory (changes vectors).")]
+
 @app.command()
 def embed(
     model: Annotated[str, typer.Option(help="Checkpoint: local directory or hub id.")],
-    input: Annotated[Path, typer.Option("--input", help="JSONL, one item per line: text, image(s), video, id.")],
-    output: Annotated[Path, typer.Option(help="Directory for embeddings.npy, items.jsonl, errors.jsonl.")],
+    input: Annotated[Path, typer.Option("--input", help=(
+        "JSONL (one item per line: text, image(s), video, id), a folder of media files, a parquet file or folder "
+        "(image columns as HF publishes them), or a datasets save_to_disk folder."))],
+    output: Annotated[Path, typer.Option(help="Run folder: chunks/, manifest.json, errors.jsonl, run.json and "
+                                              "the merged embeddings.npy, items.jsonl.")],
     mode: Annotated[EmbedModeOpt, typer.Option(
         help="disc: one forward; gen: reason, then embed; both: gen + disc from the same prefill.")] = (
         EmbedModeOpt.disc),
@@ -81,19 +96,66 @@ def embed(
         help="Longest prompt an item may have, in tokens (default: the model's context).")] = None,
     max_batch_tokens: Annotated[int, typer.Option(
         help="Padded prompt tokens per batch (items x longest); 0 = no budget.")] = 16384,
+    chunk_size: Annotated[int, typer.Option(help="Rows per chunk: the unit written, resumed and sharded.")] = 256,
+    column: Annotated[list[str] | None, typer.Option(
+        help="Parquet / datasets inputs: FIELD=COLUMN for a field (text, image, images, video, id) whose column has "
+             "another name (repeatable).")] = None,
+    instruction: Annotated[str, typer.Option(
+        help="Text of items that have none (media files from a folder, image-only rows).")] = "",
+    merge: Annotated[bool, typer.Option(
+        help="When every chunk is done, also write embeddings.npy and items.jsonl (--no-merge: chunks only; "
+             "ume.open_embeddings merges on first use).")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a run of other settings in --output instead of refusing.")] = False,
+    engine: Annotated[EngineOpt, typer.Option(
+        help="local: this process (one per rank under torchrun); ray: Ray Data actors (pip install 'ume[ray]').")] = (
+        EngineOpt.local),
+    workers: Annotated[int, typer.Option(help="Ray actors (--engine ray).")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray actor (--engine ray).")] = 0.0,
+    cpus_per_worker: Annotated[float, typer.Option(help="CPUs per Ray actor (--engine ray).")] = 1.0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 (default: bf16 on GPU, fp32 on CPU).")] = None,
+    attn_implementation: AttnOpt = None,
+    min_pixels: MinPixelsOpt = None,
+    max_pixels: MaxPixelsOpt = None,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first bad item instead of reporting it.")] = False,
+    allow_errors: Annotated[bool, typer.Option(
+        help="Exit 0 even when some items produced no embedding (they are listed in errors.jsonl).")] = False,
 ) -> None:
-    """Embed the items of a JSONL file; bad items are reported in errors.jsonl, never lost silently."""
-    from ume.embed_job import run_embed
+    """Embed a corpus, chunk by chunk: resumable (rerun the same command after a kill), shardable with torchrun
+    (torchrun --nproc-per-node N -m ume embed ...) or Ray. Bad items are listed in errors.jsonl, never lost
+    silently; exits 1 when an item produced no embedding (unless --allow-errors), 2 when the run is refused."""
+    from ume.embed.job import REFUSALS, EmbedConfig, run
+    from ume.inputs import InputError
 
-    summary = run_embed(model=model, input_path=input, output=output, mode=mode.value, samples=samples,
-                        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty, seed=seed, device=device,
-                        dtype=dtype, on_error="raise" if fail_fast else "skip", max_item_tokens=max_item_tokens,
-                        max_batch_tokens=max_batch_tokens or None, backend=backend.value)
-    typer.echo(summary)
+    pairs = [c.partition("=") for c in column or []]
+    if any(not sep or not name for _, sep, name in pairs):
+        typer.echo("error: --column takes FIELD=COLUMN, e.g. --column image=page", err=True)
+        raise typer.Exit(2)
+    cfg = EmbedConfig(model=model, input=str(input), output=str(output), mode=mode.value, samples=samples,
+                      batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                      top_k=top_k, repetition_penalty=repetition_penalty, seed=seed, device=device, dtype=dtype,
+                      backend=backend.value, on_error="raise" if fail_fast else "skip",
+                      max_item_tokens=max_item_tokens, max_batch_tokens=max_batch_tokens or None,
+                      chunk_size=chunk_size, columns={f: c for f, _, c in pairs}, instruction=instruction,
+                      merge=merge, overwrite=overwrite, engine=engine.value, workers=workers,
+                      gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                      attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels)
+    try:
+        summary = run(cfg)
+    except REFUSALS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except InputError as e:  # --fail-fast
+        typer.echo(f"error: {e}\nstopped by --fail-fast; the chunks done are kept: rerun to resume", err=True)
+        raise typer.Exit(1) from None
+    if summary is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if summary.n_errors and not allow_errors:
+        typer.echo(f"{summary.line}; exit 1: {summary.n_errors} item(s) produced no embedding (errors.jsonl; "
+                   "--allow-errors exits 0)")
+        raise typer.Exit(1)
+    typer.echo(summary.line)
 
 
 class ProtocolOpt(StrEnum):
@@ -149,6 +211,9 @@ def eval_cmd(
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first bad row or item instead of reporting it.")] = False,
     overwrite: Annotated[bool, typer.Option(
         help="Reuse an output folder holding results of other settings (its runs/ are replaced).")] = False,
+    attn_implementation: AttnOpt = None,
+    min_pixels: MinPixelsOpt = None,
+    max_pixels: MaxPixelsOpt = None,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the selected tasks and exit.")] = False,
 ) -> None:
     """Evaluate on MMEB-V2 or MiniMMEB: cached, resumable, shardable with torchrun; writes a report.
@@ -157,13 +222,19 @@ def eval_cmd(
     last line says how many tasks scored and which are missing."""
     from ume.evaluate.tasks import select_tasks
 
-    if list_tasks:
+    if list_tasks:  # tab-separated, one task per line after a header: `cut` / `column -t` friendly
+        typer.echo("task\tbenchmark\tmodality\tmeta_task\tloader\tranking\tmetric\tdataset\tconfig\tsplit\tmedia")
         for t in select_tasks(task or (), benchmark, modality, meta_task):
-            typer.echo(f"{t.name}\t{t.benchmark}\t{t.modality}\t{t.meta_task}\t{t.loader}\t{t.ranking}\t{t.metric}"
-                       f"\t{t.source}" + (f" [{t.subset}]" if t.subset else "") + f" {t.split}")
+            typer.echo("\t".join((t.name, t.benchmark, t.modality, t.meta_task, t.loader, t.ranking, t.metric,
+                                  t.source, t.subset or "-", t.split, t.media or "-")))
         return
     if model is None:
         raise typer.BadParameter("--model is required (or use --list)")
+    select_tasks(task or (), benchmark, modality, meta_task)  # a bad selection fails before any model loads
+    if qry_mode != tgt_mode:
+        typer.echo(f"warning: --qry-mode {qry_mode.value} with --tgt-mode {tgt_mode.value} compares a {qry_mode.value} "
+                   f"and a {tgt_mode.value} vector, two spaces UME-R1 never trained against each other (R@1 fell "
+                   "from 0.475 to 0.10 on a 40-image test); the paper's runs are gen/gen and disc/disc", err=True)
     from ume.evaluate.runner import EvalConfig, run_eval
 
     cfg = EvalConfig(model=model, data_root=None if data_root is None else str(data_root), output=str(output),
@@ -175,7 +246,8 @@ def eval_cmd(
                      media_root=None if media_root is None else str(media_root), download=download,
                      protocol=protocol.value, ties=ties.value, allow_missing=allow_missing,
                      fixed_page_names=fixed_page_names, backend=backend.value, fail_fast=fail_fast,
-                     overwrite=overwrite)
+                     overwrite=overwrite, attn_implementation=attn_implementation, min_pixels=min_pixels,
+                     max_pixels=max_pixels)
     summary = run_eval(cfg)
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return
@@ -273,8 +345,49 @@ def tiny_build(
     typer.echo(f"wrote {family.value} ({size.value}, seed {seed}) to {path}")
 
 
-def main() -> None:
-    app()
+# what a person can fix from a one-line message (a path, a value, a setting, a busy folder, the network);
+# anything else is a bug and keeps its traceback
+USER_ERRORS = (OSError, ValueError, LookupError, ImportError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`ume`: expected errors print one or two lines naming the cause and exit 2; `--debug` (anywhere on the
+    command line) or UME_DEBUG=1 shows the traceback instead."""
+    import os
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("UME_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    try:
+        code = app(args, prog_name="ume", standalone_mode=False)  # a command's typer.Exit(n) comes back as n
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors (a bad option or value): their own message, exit 2
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        typer.echo(f"error: {one_line(e)}", err=True)
+        typer.echo("(run with --debug or UME_DEBUG=1 for the traceback)", err=True)
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an error, at most a few hundred characters: its first paragraph, its type if empty."""
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, KeyError):  # str(KeyError) is the key's repr
+        text = f"missing key {text}"
+    first = text.split("\n\n")[0].replace("\n", " ")
+    return first if len(first) <= 400 else first[:397] + "..."
 
 
 if __name__ == "__main__":

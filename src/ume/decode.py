@@ -102,8 +102,10 @@ class HFBackend:
 
     @torch.no_grad()
     def run(self, source: PromptSource, settings: GenerationSettings, on_done: Callable[[Completion], None],
-            on_reject: Reject, max_rows: int, want_disc: bool = False) -> None:
-        """Decode until `source` runs dry, keeping at most `max_rows` sequences in the running batch."""
+            on_reject: Reject, max_rows: int, want_disc: bool = False,
+            on_tokens: Callable[[int], None] | None = None) -> None:
+        """Decode until `source` runs dry, keeping at most `max_rows` sequences in the running batch;
+        `on_tokens(rows)` after every decoding step."""
         device = next(self.model.parameters()).device
         processors = settings.processors(device)
         rows: list[_Row] = []
@@ -142,6 +144,8 @@ class HFBackend:
             chosen = self._choose(self.model.lm_head(hidden).float(), rows, settings, processors)
             ids = torch.tensor([self._record(r, t, settings) for r, t in zip(rows, chosen, strict=True)],
                                device=device).unsqueeze(1)
+            if on_tokens is not None:
+                on_tokens(len(rows))
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             out = last_hidden(self.model, input_ids=ids, attention_mask=mask,
                               position_ids=pos.view(1, -1, 1).expand(3, -1, -1), cache=cache, use_cache=True)

@@ -12,6 +12,7 @@ loses another item's vector: with `on_error="skip"` its row is NaN and the reaso
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,21 +46,33 @@ class ItemError:
         return {"index": self.index, "id": self.id, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Samples:
+    """What gen mode generated, always indexed [item][sample] (k = 1 included): for code written for any k."""
+
+    texts: list[list[str]]
+    token_ids: list[list[list[int]]]
+    num_tokens: np.ndarray  # [n, k]
+    forced: np.ndarray  # [n, k]
+
+
 @dataclass
 class EncodeResult:
     """Embeddings in the caller's order, plus what gen mode generated.
 
-    `embeddings` is [n, d] (or [n, k, d] when `num_samples=k > 1`), float32, L2-normalised: the disc vectors
-    in disc mode, the gen vectors in gen and both modes; in both mode `disc_embeddings` [n, d] holds the disc
-    vectors too. Rows of failed items are NaN and listed in `errors`. For gen and both, `texts`, `token_ids`,
-    `num_tokens` and `forced` are indexed [item][sample].
+    `embeddings` is float32, L2-normalised: the disc vectors in disc mode, the gen vectors in gen and both
+    modes; in both mode `disc_embeddings` [n, d] holds the disc vectors too. Rows of failed items are NaN and
+    listed in `errors`. One shape rule, as in sentence-transformers: **every field has a sample axis exactly
+    when `num_samples=k > 1`**. With one sample, `embeddings` is [n, d], `texts[i]` a str, `token_ids[i]` a
+    list of ids, `num_tokens` and `forced` [n]; with k, [n, k, d], `texts[i][s]`, `token_ids[i][s]`, [n, k].
+    `samples` gives the generated fields with the axis always there.
     """
 
     embeddings: np.ndarray
     mode: Mode
     errors: list[ItemError] = field(default_factory=list)
-    texts: list[list[str]] | None = None
-    token_ids: list[list[list[int]]] | None = None
+    texts: list[str] | list[list[str]] | None = None
+    token_ids: list[list[int]] | list[list[list[int]]] | None = None
     num_tokens: np.ndarray | None = None
     forced: np.ndarray | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +82,20 @@ class EncodeResult:
     def ok(self) -> np.ndarray:
         bad = {e.index for e in self.errors}
         return np.array([i not in bad for i in range(len(self.embeddings))], dtype=bool)
+
+    @property
+    def num_samples(self) -> int:
+        return 1 if self.embeddings.ndim == 2 else int(self.embeddings.shape[1])
+
+    @property
+    def samples(self) -> Samples | None:
+        """`texts`, `token_ids`, `num_tokens`, `forced` indexed [item][sample] whatever k; None in disc mode."""
+        if self.texts is None:
+            return None
+        if self.num_samples > 1:
+            return Samples(self.texts, self.token_ids, self.num_tokens, self.forced)
+        return Samples([[t] for t in self.texts], [[t] for t in self.token_ids], self.num_tokens[:, None],
+                       self.forced[:, None])
 
 
 def as_item(x: ItemLike) -> Item:
@@ -143,7 +170,8 @@ class Encoder:
             except InputError as e:
                 self._fail(errors, i, None, f"item {i}: {e}", on_error)
                 parsed.append(None)
-        progress = len(parsed) > batch_size if show_progress is None else show_progress
+        # gen decodes hundreds of tokens per item: its progress shows even for a few items
+        progress = (mode != "disc" or len(parsed) > batch_size) if show_progress is None else show_progress
         batches = self._batches(parsed, batch_size, max_item_tokens, max_batch_tokens, errors, on_error,
                                 weight=num_samples)
         if mode == "disc":
@@ -297,9 +325,17 @@ class Encoder:
 
         backend = backend_choice if not isinstance(backend_choice, str) else get_backend(
             backend_choice, self.backbone, **self._backend_options(backend_choice, logits_processor))
+        generated = [0, time.perf_counter()]  # tokens so far, start
+
+        def on_tokens(count: int) -> None:  # gen progress by tokens too: one sequence can take hundreds
+            generated[0] += count
+            bar.set_postfix_str(f"{generated[0]} tok, {generated[0] / (time.perf_counter() - generated[1]):.0f} tok/s",
+                                refresh=False)
+
         with tqdm(total=sum(map(len, batches)) * k, desc=f"embed {mode}", unit="seq", disable=not progress) as bar:
             backend.run(source, settings, on_done, lambda i, reason: self._reject(parsed, errors, on_error, i, reason),
-                        max_rows=batch_size * k, want_disc=discs is not None)
+                        max_rows=batch_size * k, want_disc=discs is not None,
+                        on_tokens=on_tokens if progress else None)
         self._read_unread(unread, loaded, vecs, batch_size)
         if discs is not None:  # backends that do not prefill with ume's model: one disc forward
             missing = [i for i in loaded if np.isnan(discs[i]).all()]
@@ -315,9 +351,11 @@ class Encoder:
         num_tokens = np.array([[len(t) for t in row] for row in token_ids], dtype=np.int64)
         out_settings = {"mode": mode, "recipe": self.recipe.digest(), "backend": backend.name, "num_samples": k,
                         "seed": seed if seed is None or isinstance(seed, int) else "per-item", **settings.describe()}
-        return EncodeResult(vecs[:, 0] if k == 1 else vecs, mode, sorted(errors, key=lambda e: e.index),
-                            texts=texts, token_ids=token_ids, num_tokens=num_tokens, forced=forced,
-                            settings=out_settings, disc_embeddings=discs)
+        if k == 1:  # no sample axis with one sample, in any field
+            vecs, texts, token_ids = vecs[:, 0], [t[0] for t in texts], [t[0] for t in token_ids]
+            num_tokens, forced = num_tokens[:, 0], forced[:, 0]
+        return EncodeResult(vecs, mode, sorted(errors, key=lambda e: e.index), texts=texts, token_ids=token_ids,
+                            num_tokens=num_tokens, forced=forced, settings=out_settings, disc_embeddings=discs)
 
     def _backend_options(self, name: str, logits_processor: LogitsHook | None) -> dict[str, Any]:
         if name == "hf":
@@ -357,7 +395,13 @@ class Encoder:
 
 
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
-         dtype: str | torch.dtype | None = None, recipe: Recipe | None = None, backend: str = "hf") -> Encoder:
+         dtype: str | torch.dtype | None = None, recipe: Recipe | None = None, backend: str = "hf",
+         attn_implementation: str | None = None, min_pixels: int | None = None,
+         max_pixels: int | None = None) -> Encoder:
     """Load a Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint (hub id or local dir) as an `Encoder`; `backend`
-    is the generation backend gen mode uses ("hf", or "vllm" on a GPU)."""
-    return Encoder(load_backbone(name_or_path, device=device, dtype=dtype, recipe=recipe), backend=backend)
+    is the generation backend gen mode uses ("hf", or "vllm" on a GPU). `attn_implementation` goes to
+    transformers ("flash_attention_2" on a GPU that has it: without it a large image costs seconds);
+    `min_pixels` / `max_pixels` override the recipe's per-image floor / cap (a cap bounds memory)."""
+    backbone = load_backbone(name_or_path, device=device, dtype=dtype, recipe=recipe,
+                             attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels)
+    return Encoder(backbone, backend=backend)

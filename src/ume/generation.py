@@ -202,8 +202,10 @@ class GenerationBackend(Protocol):
     name: str
 
     def run(self, source: PromptSource, settings: GenerationSettings, on_done: Callable[[Completion], None],
-            on_reject: Reject, max_rows: int, want_disc: bool = False) -> None:
-        """Complete every prompt `source` yields; call `on_done` per (prompt, sample) as soon as it is done."""
+            on_reject: Reject, max_rows: int, want_disc: bool = False,
+            on_tokens: Callable[[int], None] | None = None) -> None:
+        """Complete every prompt `source` yields; call `on_done` per (prompt, sample) as soon as it is done, and
+        `on_tokens(n)` as tokens are generated (progress by tokens: one item can take hundreds of them)."""
         ...
 
 

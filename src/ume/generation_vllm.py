@@ -90,7 +90,8 @@ class VLLMBackend:
         return out
 
     def run(self, source: PromptSource, settings: GenerationSettings, on_done: Callable[[Completion], None],
-            on_reject: Reject, max_rows: int, want_disc: bool = False) -> None:
+            on_reject: Reject, max_rows: int, want_disc: bool = False,
+            on_tokens: Callable[[int], None] | None = None) -> None:
         """Complete every prompt; `want_disc` is served by the encoder (vLLM does not run ume's readout)."""
         stop = [self.backbone.gen_id, *sorted(self.eos_ids)]
         while (prompts := source(SLOTS_PER_CALL)) is not None:
@@ -109,4 +110,6 @@ class VLLMBackend:
                 for s, o in enumerate(out.outputs[:len(p.seeds)]):
                     tokens, forced, eos = complete_ids(list(o.token_ids), self.backbone.gen_id, self.eos_ids,
                                                        settings.max_new_tokens)
+                    if on_tokens is not None:
+                        on_tokens(len(tokens))
                     on_done(Completion((p.key, s), tokens, forced, eos))

@@ -6,13 +6,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ume.evaluate.metrics import METRIC_KEYS
 from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.io import write_json
+
+if TYPE_CHECKING:  # matplotlib is imported only when a plot is drawn
+    from matplotlib.figure import Figure
 
 MODALITIES = ("image", "video", "visdoc")
 DERIVED = ("oracle", "chance")  # report columns that are not model runs: no leaderboard file
@@ -137,46 +140,182 @@ def leaderboard(scores: Mapping[str, Mapping[str, Any]], meta: LeaderboardMeta,
             "metrics": metrics}
 
 
+def _model_name(summary: Mapping[str, Any]) -> str:
+    model = str(summary.get("model") or summary.get("config", {}).get("model", "?"))
+    return Path(model.rstrip("/")).name or model
+
+
+def _modes(label: str) -> str:
+    """What a run column compares, in words: `qry/tgt` for a model run."""
+    if label == "oracle":
+        return "best of disc/gen"
+    if label == "chance":
+        return "random ranking"
+    return label.replace("-", "/", 1)
+
+
+def _limits(cfg: Mapping[str, Any]) -> str:
+    parts = [f"first {cfg['limit']} queries/task" if cfg.get("limit") else "all queries"]
+    if cfg.get("pool_limit"):
+        parts.append(f"{cfg['pool_limit']} distractors")
+    return ", ".join(parts)
+
+
+def _selection(cfg: Mapping[str, Any]) -> str:
+    """Which tasks were asked for, so `1/1` on a `--task` run cannot pass for a whole benchmark."""
+    names = list(cfg.get("tasks") or ())
+    if names:
+        parts = [", ".join(names) if len(names) <= 2 else f"{len(names)} named tasks"]
+    else:
+        parts = [cfg.get("benchmark") or "all benchmarks"]
+    parts += [f"{k.replace('_', '-')} {cfg[k]}" for k in ("modality", "meta_task") if cfg.get(k)]
+    return ", ".join(parts)
+
+
+def _task_count(summary: Mapping[str, Any], short: bool = False) -> str:
+    overall = next(iter(summary["runs"].values()))["aggregate"]["overall"]
+    scored, selected = summary.get("scored", overall["n"]), summary.get("selected", overall["of"])
+    selection = _selection(summary.get("config", {}))
+    return f"{scored}/{selected} {selection}" if short else f"{scored}/{selected} tasks ({selection})"
+
+
+def _count(group: Mapping[str, Any]) -> str:
+    n = f"{group['n']}/{group['of']}" if group["n"] != group["of"] else str(group["n"])
+    return f"{n} task" + ("" if group["of"] == 1 else "s")
+
+
+def _title(summary: Mapping[str, Any], what: str, modes: str | None = None) -> str:
+    """Model and settings: a picture passed around alone still says what produced it."""
+    cfg = summary.get("config", {})
+    if modes is None:
+        modes = f"qry {cfg.get('qry_mode', '?')} / tgt {cfg.get('tgt_mode', '?')}"
+        modes += " + oracle" if cfg.get("oracle") else ""
+        modes += f", samples {cfg.get('samples', 1)}"
+    return f"{what} — {_model_name(summary)}\n{modes}\n{_limits(cfg)}, {_task_count(summary)}"
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A Figure on an Agg canvas: no pyplot, so the caller's backend and figure registry stay untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def meta_task_figure(summary: Mapping[str, Any]) -> Figure:
+    """Bars per meta-task and model run with ±1 standard error, chance as a dashed mark per meta-task.
+
+    Every bar is labelled with its value and a zero score keeps a visible stub at 0, so a 0 never reads as
+    a missing bar; a meta-task a run did not score is marked n/a."""
+    runs = summary["runs"]
+    models = [lab for lab in runs if lab != "chance"]
+    keys = list(dict.fromkeys(k for run in runs.values() for k in run["aggregate"]["meta_task"]))
+    fig = _figure(max(7.0, 1.25 * len(keys) + 3), 4.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(keys))
+    width = min(0.8 / max(1, len(models)), 0.3)
+    tops = [10.0]
+    for i, lab in enumerate(models):
+        groups = [runs[lab]["aggregate"]["meta_task"].get(k) for k in keys]
+        vals = np.array([g["mean"] if g and g["mean"] is not None else np.nan for g in groups])
+        errs = np.array([g.get("se", 0.0) if g and g["mean"] is not None else 0.0 for g in groups])
+        pos = x + (i - (len(models) - 1) / 2) * width
+        color = f"C{i}"
+        lower = np.minimum(errs, np.nan_to_num(vals))  # a score cannot go below 0
+        ax.bar(pos, np.nan_to_num(vals), width * 0.92, yerr=[lower, errs], color=color,
+               edgecolor="black", linewidth=0.4, capsize=2.5, error_kw={"elinewidth": 0.8}, label=lab)
+        zero = vals == 0
+        if zero.any():
+            ax.hlines(np.zeros(zero.sum()), pos[zero] - width * 0.46, pos[zero] + width * 0.46, colors=color,
+                      linewidth=3, zorder=3, gid="zero")
+        for p, v, e in zip(pos, vals, errs, strict=True):
+            text = "n/a" if np.isnan(v) else f"{v:.1f}"
+            top = 0 if np.isnan(v) else v + e
+            ax.annotate(text, (p, top), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=6.5)
+            tops.append(top)
+    chance = [runs["chance"]["aggregate"]["meta_task"].get(k) if "chance" in runs else None for k in keys]
+    have = [i for i, g in enumerate(chance) if g and g["mean"] is not None]
+    if have:
+        ys = [chance[i]["mean"] for i in have]
+        half = width * len(models) / 2 + 0.05
+        ax.hlines(ys, x[have] - half, x[have] + half, colors="black", linestyles="--", linewidth=1.2, zorder=4,
+                  label="chance (random ranking)", gid="chance")
+        tops += ys
+    mods = [k.split("/")[0] for k in keys]
+    for i in range(1, len(keys)):
+        if mods[i] != mods[i - 1]:
+            ax.axvline(i - 0.5, color="0.75", linewidth=0.8, linestyle=":")
+    counts = [next(run["aggregate"]["meta_task"][k] for run in runs.values() if k in run["aggregate"]["meta_task"])
+              for k in keys]
+    ax.set_xticks(x, [f"{k}\n{_count(g)}" for k, g in zip(keys, counts, strict=True)], fontsize=8)
+    ax.set_xlim(-0.6, len(keys) - 0.4)
+    ax.set_ylim(0, max(tops) * 1.12 + 2)
+    metrics = sorted({t["metric"] for t in summary["tasks"].values()})
+    ax.set_ylabel(f"score ×100 ({' / '.join(metrics)})")
+    ax.grid(axis="y", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(_title(summary, "per meta-task"), fontsize=9)
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda i: names[i].startswith("chance"))  # the runs first
+    fig.legend([handles[i] for i in order], [names[i] for i in order], loc="outside right upper",
+               title="run (±1 s.e.)", fontsize=8, title_fontsize=8)
+    return fig
+
+
+PASSK_PER_TASK = 20  # more tasks than this: one curve per meta-task (their mean), or the legend is unreadable
+
+
+def passk_figure(summary: Mapping[str, Any]) -> Figure:
+    """pass@k coverage per task (per meta-task beyond PASSK_PER_TASK tasks) and the mean over tasks in bold."""
+    from matplotlib.ticker import NullLocator, PercentFormatter
+
+    passk = summary["passk"]
+    ks = sorted({int(k) for curve in passk.values() for k in curve})
+    curves = {name: [curve.get(str(k), np.nan) for k in ks] for name, curve in passk.items()}
+    if len(curves) > PASSK_PER_TASK:
+        by_meta: dict[str, list[list[float]]] = {}
+        for name, ys in curves.items():
+            by_meta.setdefault(summary["tasks"][name]["meta_task"], []).append(ys)
+        curves = {f"{key} ({len(rows)} tasks)": list(np.nanmean(rows, axis=0)) for key, rows in by_meta.items()}
+    fig = _figure(8.5, 4.8)
+    ax = fig.add_subplot()
+    styles = ("-", "--", ":")
+    order = sorted(curves, key=lambda n: -np.nan_to_num(curves[n][-1]))
+    for i, name in enumerate(order):
+        ax.plot(ks, curves[name], color=f"C{i % 10}", linestyle=styles[i // 10 % 3], marker="o", markersize=3.5,
+                linewidth=1.1, alpha=0.85, label=name)
+    mean = np.nanmean([[c.get(str(k), np.nan) for k in ks] for c in passk.values()], axis=0)
+    ax.plot(ks, mean, color="black", linewidth=3, marker="o", markersize=6, zorder=5,
+            label=f"mean over {len(passk)} tasks", gid="mean")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(ks[0] / 1.15, ks[-1] * 1.15)
+    ax.set_ylim(0, min(1.0, float(np.nanmax([*mean, *(y for c in curves.values() for y in c)])) + 0.08))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("k (reasoning samples per query)")
+    ax.set_ylabel("coverage: queries with a positive\nranked first by any of the first k samples")
+    ax.grid(color="0.9", linewidth=0.6)
+    modes = f"qry gen x{ks[-1]} samples (temperature 1) / tgt {summary.get('config', {}).get('tgt_mode', '?')}"
+    ax.set_title(_title(summary, "pass@k", modes), fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=7, title_fontsize=7,
+               title=f"{'task' if len(order) == len(passk) else 'meta-task mean'} (by pass@{ks[-1]})")
+    return fig
+
+
 def plots(out: Path, summary: dict[str, Any]) -> list[str]:
-    """Per-meta-task bars (one bar per run) and pass@k curves, as PNG files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    labels = list(summary["runs"])
-    keys = list(summary["runs"][labels[0]]["aggregate"]["meta_task"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) + 2), 4))
-    width = 0.8 / len(labels)
-    for i, lab in enumerate(labels):
-        vals = [summary["runs"][lab]["aggregate"]["meta_task"][k]["mean"] or 0 for k in keys]
-        ax.bar(np.arange(len(keys)) + i * width, vals, width, label=lab)
-    ax.set_xticks(np.arange(len(keys)) + width * (len(labels) - 1) / 2, keys, rotation=30, ha="right")
-    ax.set_ylabel("score x100")
-    ax.set_title("per meta-task")
-    ax.legend()
-    fig.tight_layout()
-    path = out / "plots" / "meta_tasks.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    """plots/meta_tasks.png and, with pass@k curves, plots/passk.png; the paths written."""
+    figures = {"meta_tasks.png": meta_task_figure(summary)}
     if summary.get("passk"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in summary["passk"].items():
-            ks = sorted(int(k) for k in curve)
-            ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o", label=name)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("k (query samples)")
-        ax.set_ylabel("coverage x100")
-        ax.set_title("pass@k")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "plots" / "passk.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path))
+        figures["passk.png"] = passk_figure(summary)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures.items():
+        fig.savefig(out / "plots" / name, dpi=120)
+        written.append(str(out / "plots" / name))
     return written
 
 
@@ -220,30 +359,57 @@ def write_reports(out: Path, cfg: Any, selected: Sequence[TaskMeta], results: Se
     return summary
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table padded to its column widths, so it also reads in a terminal."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
 def compare(dirs: Sequence[Path]) -> str:
-    """A markdown table of several runs' aggregates side by side (`ume report DIR...`)."""
+    """Several runs' aggregates side by side (`ume report DIR...`): every score keeps its ± standard error
+    and task count, under each column's model, modes, samples, limits and tasks scored, so columns that are
+    not like for like (another model, a partial or limited run) say so."""
     import json
 
-    columns: list[tuple[str, dict[str, Any]]] = []
+    summaries = []
     for d in dirs:
         path = Path(d) / "report.json"
         if not path.is_file():
             raise FileNotFoundError(f"no report.json in {d} (run `ume eval --output {d}` first)")
-        summary = json.loads(path.read_text())
-        for lab, run in summary["runs"].items():
-            columns.append((f"{Path(d).name}:{lab}", run["aggregate"]))
-    rows: list[tuple[str, str, str]] = []  # (label, section, key)
-    for _, agg in columns:
-        for section in ("meta_task", "modality"):
-            for key in agg[section]:
-                if (key, section, key) not in rows:
-                    rows.append((key, section, key))
-    rows.append(("overall", "overall", ""))
-    lines = ["| group | " + " | ".join(c for c, _ in columns) + " |", "|---|" + "---|" * len(columns)]
-    for label, section, key in rows:
-        cells = []
-        for _, agg in columns:
-            group = agg[section] if section == "overall" else agg[section].get(key)
-            cells.append(_fmt(group) if group else "–")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        summaries.append(json.loads(path.read_text(encoding="utf-8")))
+    names = [Path(d).name for d in dirs]
+    names = [n if names.count(n) == 1 else str(d) for n, d in zip(names, dirs, strict=True)]
+    columns = [(f"{name}:{lab}", s, lab) for name, s in zip(names, summaries, strict=True) for lab in s["runs"]]
+    aggs = [s["runs"][lab]["aggregate"] for _, s, lab in columns]
+
+    def cell(group: dict[str, Any] | None) -> str:
+        return _fmt(group, se=True) if group else "–"
+
+    rows = [["*model*", *(_model_name(s) for _, s, _ in columns)],
+            ["*qry/tgt*", *(_modes(lab) for _, _, lab in columns)],
+            ["*samples (pass@k)*", *("–" if lab == "chance" else str(s.get("config", {}).get("samples", 1))
+                                     for _, s, lab in columns)],
+            ["*queries/task*", *(f"first {s['config']['limit']}" if s.get("config", {}).get("limit") else "all"
+                                 for _, s, _ in columns)],
+            ["*pool*", *(f"{s['config']['pool_limit']} distractors" if s.get("config", {}).get("pool_limit")
+                         else "full" for _, s, _ in columns)],
+            ["*tasks scored*", *(_task_count(s, short=True) for _, s, _ in columns)]]
+    for key in dict.fromkeys(k for a in aggs for k in a["meta_task"]):
+        rows.append([key, *(cell(a["meta_task"].get(key)) for a in aggs)])
+    for mod in dict.fromkeys(m for a in aggs for m in a["modality"]):
+        rows.append([f"**{mod}**", *(cell(a["modality"].get(mod)) for a in aggs)])
+    rows.append(["**overall**", *(cell(a["overall"]) for a in aggs)])
+    out = [_table(["group", *(c for c, _, _ in columns)], rows), "",
+           "Scores x100 ± standard error over queries (chance is exact); in parentheses the number of tasks "
+           "averaged, n/of when some selected tasks are missing; `–`: not in that run."]
+    for name, s in zip(names, summaries, strict=True):
+        if s.get("missing"):
+            out.append(f"- {name}: {len(s['missing'])} of {s['selected']} selected task(s) missing: "
+                       + ", ".join(s["missing"]))
+        if s.get("errors"):
+            out.append(f"- {name}: {s['errors']} error(s) recorded in its errors.jsonl")
+    return "\n".join(out) + "\n"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ume.encoder import Encoder, load
 from ume.evaluate.cache import EmbeddingCache, item_key, key_seed, model_fingerprint
@@ -31,12 +30,13 @@ from ume.evaluate.sources import Sources
 from ume.evaluate.tasks import TaskMeta, select_tasks
 from ume.inputs import Item
 from ume.io import lock_dir, write_json, write_jsonl
+from ume.progress import RunProgress
 
 Mode = Literal["disc", "gen"]
 CONFIG_FILE = "eval_config.json"
 # settings that change a task's score: two runs that differ in one must not share an output folder
 RESULT_SETTINGS = ("model", "data_root", "media_root", "protocol", "ties", "limit", "pool_limit", "max_new_tokens",
-                   "backend", "seed")
+                   "backend", "seed", "min_pixels", "max_pixels")
 
 
 class OutputConflict(ValueError):
@@ -77,6 +77,9 @@ class EvalConfig:
     backend: str = "hf"  # generation backend of gen mode: hf (ume's decoder) or vllm (GPU)
     fail_fast: bool = False  # stop at the first bad row or item instead of reporting it and going on
     overwrite: bool = False  # reuse an output folder that holds results of different settings (its runs/ cleared)
+    attn_implementation: str | None = None  # transformers' attention kernel (default: its own choice)
+    min_pixels: int | None = None  # per-image floor / cap instead of the recipe's (they change the vectors)
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -113,8 +116,10 @@ class Runner:
         self.cfg = cfg
         self.dist = dist or Dist.from_env()
         self.encoder = encoder or load(cfg.model, device=cfg.device or self.dist.device, dtype=cfg.dtype,
-                                       backend=cfg.backend)
+                                       backend=cfg.backend, attn_implementation=cfg.attn_implementation,
+                                       min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
         self.out = Path(cfg.output)
+        self.progress = RunProgress(0, "eval", "task", enabled=False)  # run() shows one display for the run
         self.cache_root = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache"
         self.fingerprint = model_fingerprint(cfg.model)
         self.context = LoadContext(Sources(None if cfg.data_root is None else Path(cfg.data_root),
@@ -169,24 +174,30 @@ class Runner:
         jobs = [(m, keys[self.dist.rank::self.dist.world]) for m, keys in jobs]
         total = sum(len(keys) for _, keys in jobs)
         desc = f"{task.name} {side} {'+'.join(modes)}" + (f" x{samples}" if samples > 1 else "")
-        with tqdm(total=total, desc=desc, unit="item", disable=not total or self.dist.rank != 0, leave=False) as bar:
-            for mode, mine in jobs:
-                for start in range(0, len(mine), self.cfg.chunk_size):
-                    keys = mine[start:start + self.cfg.chunk_size]
-                    res = self.encoder.encode(
-                        [items[k] for k in keys], mode=mode, batch_size=self.cfg.batch_size, num_samples=samples,
-                        max_new_tokens=self.cfg.max_new_tokens, on_error="raise" if self.cfg.fail_fast else "skip",
-                        show_progress=False,
-                        seed=[key_seed(k, self.cfg.seed) for k in keys] if samples > 1 else None)
-                    recs = self._records(task, side, keys, res)
-                    outputs = {"disc": res.disc_embeddings, "gen": res.embeddings} if mode == "both" else \
-                        {mode: res.embeddings}
-                    for m, vecs in outputs.items():
-                        kept = recs if m == "gen" else [{k: r[k] for k in ("key", "error") if k in r} for r in recs]
-                        caches[m].append(keys, vecs, kept)
-                        stored[m][0].update(zip(keys, vecs, strict=True))
-                        stored[m][1].update((r["key"], r) for r in kept)
-                    bar.update(len(keys))
+        done = tokens = 0
+        start_t = time.perf_counter()
+        if total:
+            self.progress.status(f"{desc}: 0/{total} items")
+        for mode, mine in jobs:
+            for start in range(0, len(mine), self.cfg.chunk_size):
+                keys = mine[start:start + self.cfg.chunk_size]
+                res = self.encoder.encode(
+                    [items[k] for k in keys], mode=mode, batch_size=self.cfg.batch_size, num_samples=samples,
+                    max_new_tokens=self.cfg.max_new_tokens, on_error="raise" if self.cfg.fail_fast else "skip",
+                    show_progress=False,
+                    seed=[key_seed(k, self.cfg.seed) for k in keys] if samples > 1 else None)
+                recs = self._records(task, side, keys, res)
+                outputs = {"disc": res.disc_embeddings, "gen": res.embeddings} if mode == "both" else \
+                    {mode: res.embeddings}
+                for m, vecs in outputs.items():
+                    kept = recs if m == "gen" else [{k: r[k] for k in ("key", "error") if k in r} for r in recs]
+                    caches[m].append(keys, vecs, kept)
+                    stored[m][0].update(zip(keys, vecs, strict=True))
+                    stored[m][1].update((r["key"], r) for r in kept)
+                done += len(keys)
+                tokens += 0 if res.num_tokens is None else int(res.num_tokens.sum())
+                rate = f", {tokens / (time.perf_counter() - start_t):,.0f} tok/s" if tokens else ""
+                self.progress.status(f"{desc}: {done}/{total} items{rate}")
         out = {}
         for m in modes:
             vectors, records = stored[m]
@@ -202,8 +213,9 @@ class Runner:
         for i, k in enumerate(keys):
             rec: dict[str, Any] = {"key": k}
             if res.mode in ("gen", "both"):
-                rec.update(num_tokens=res.num_tokens[i].tolist(), forced=res.forced[i].tolist(),
-                           text=res.texts[i][0])
+                got = res.samples
+                rec.update(num_tokens=got.num_tokens[i].tolist(), forced=got.forced[i].tolist(),
+                           text=got.texts[i][0])
             if i in errs:
                 rec["error"] = errs[i]
                 self.errors.append({"task": task.name, "side": side, "key": k, "reason": errs[i]})
@@ -380,10 +392,16 @@ class Runner:
         cfg = self.cfg
         tasks = select_tasks(cfg.tasks, cfg.benchmark, cfg.modality, cfg.meta_task)
         results: list[TaskResult] = []
-        for task in tqdm(tasks, desc="tasks", unit="task", disable=self.dist.rank != 0):
-            res = self.run_task(task)
-            if res is not None:
-                results.append(res)
+        self.progress = RunProgress(len(tasks), "eval", "task", enabled=self.dist.rank == 0)
+        try:
+            for task in tasks:
+                self.progress.status(task.name)
+                res = self.run_task(task)
+                if res is not None:
+                    results.append(res)
+                self.progress.update()
+        finally:
+            self.progress.close()
         if self.dist.world > 1:
             self.errors = self.dist.merge_lists(self.errors)
         summary: dict[str, Any] = {}

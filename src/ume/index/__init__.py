@@ -327,10 +327,10 @@ class Index:
                                    "text": _text_of(r.item), "ok": j not in errors}
             if j in errors:
                 rec["error"] = errors[j]
-            elif res is not None and res.texts is not None:
+            elif res is not None and (got := res.samples) is not None:
                 t = where[j]
-                rec.update(reasoning=res.texts[t][0], num_tokens=int(res.num_tokens[t][0]),
-                           forced=bool(res.forced[t][0]))
+                rec.update(reasoning=got.texts[t][0], num_tokens=int(got.num_tokens[t][0]),
+                           forced=bool(got.forced[t][0]))
             recs.append(rec)
         return vecs, recs
 

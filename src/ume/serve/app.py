@@ -166,13 +166,13 @@ class Server:
                     entry["disc_embedding"] = _vector(res.disc_embeddings[j], fmt, dims)
                 if item.id is not None:
                     entry["id"] = item.id
-                if res.num_tokens is not None:
-                    generated += int(res.num_tokens[j].sum())
+                if (got := res.samples) is not None:
+                    generated += int(got.num_tokens[j].sum())
                     if req.return_reasoning:
                         entry["reasoning"] = [
-                            {"text": res.texts[j][s], "token_ids": list(res.token_ids[j][s]),
-                             "num_tokens": int(res.num_tokens[j][s]), "forced": bool(res.forced[j][s])}
-                            for s in range(len(res.texts[j]))]
+                            {"text": got.texts[j][s], "token_ids": list(got.token_ids[j][s]),
+                             "num_tokens": int(got.num_tokens[j][s]), "forced": bool(got.forced[j][s])}
+                            for s in range(len(got.texts[j]))]
                 if tok is not None and item.text:
                     prompt_tokens += len(tok(item.text, add_special_tokens=False)["input_ids"])
                 data.append(entry)

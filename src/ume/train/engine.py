@@ -87,9 +87,11 @@ def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, floa
 
 
 class Trainer:
-    """Base of `SFTTrainer` and `RLTrainer`: they set `acc`, `out`, `backbone`, `model` (prepared),
+    """Base of the trainers: they name their `stage`, set `cfg`, `acc`, `out`, `backbone`, `model` (prepared),
     `eval_fn` and `step`, and implement `export` and `save_checkpoint`."""
 
+    stage: str  # "pretrain" | "sft" | "rl": the model card's stage
+    cfg: Any
     acc: Accelerator
     out: Path
     backbone: Backbone
@@ -120,11 +122,23 @@ class Trainer:
         self._log({"step": self.step, "eval": result})
 
     def _export_full(self, directory: Path, hf_state: dict[str, torch.Tensor]) -> None:
-        """The HF layout + processor + ume_recipe.json (main process only)."""
+        """The HF layout + processor + ume_recipe.json + model card (main process only)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.backbone.model.save_pretrained(directory, state_dict=hf_state)
         self.backbone.processor.save_pretrained(directory)
         self.backbone.recipe.save(directory)
+        self._write_card(directory)
+
+    def _write_card(self, directory: Path) -> None:
+        """README.md for the hub (what the model is, its training's last logged numbers, how to load it) and the
+        sentence-transformers config that makes `SentenceTransformer(dir)` give ume's disc vector."""
+        from ume.integrations.sentence_transformers import write_st_config
+        from ume.model_card import write_model_card
+
+        bb = self.backbone
+        write_model_card(directory, bb.recipe, bb.model.config.model_type, self.stage, str(self.cfg.model),
+                         self.cfg.to_dict(), last_log_line(self.out / LOG), bb.disc_id, bb.gen_id)
+        write_st_config(directory)
 
     def _hf_state(self) -> dict[str, torch.Tensor]:
         """The trained weights under the stock model's names (gathers ZeRO-3 shards; on every rank)."""
@@ -138,6 +152,20 @@ class Trainer:
             kept = kept_log_lines((self.out / LOG).read_bytes(), self.step)
             (self.out / LOG).write_bytes(b"".join(ln + b"\n" for ln in kept))
         self.acc.wait_for_everyone()
+
+
+def last_log_line(path: Path) -> dict[str, Any] | None:
+    """The last training-step line of a log (eval lines skipped), or None."""
+    if not path.is_file():
+        return None
+    for raw in reversed(path.read_bytes().splitlines()):
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and "loss" in line:
+            return line
+    return None
 
 
 def kept_log_lines(blob: bytes, step: int) -> list[bytes]:

@@ -87,6 +87,8 @@ def sequence_batch(backbone: Backbone, items: list[Any], completions: list[Compl
 class RLTrainer(Trainer):
     """GRPO with the UME-R1 embedding reward on accelerate (one CPU process, torchrun/DDP, DeepSpeed)."""
 
+    stage = "rl"
+
     def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None, rollouts: Rollouts | None = None) -> None:
         self.cfg, self.eval_fn = cfg, eval_fn
         self.out = Path(cfg.output)

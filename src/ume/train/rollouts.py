@@ -31,6 +31,7 @@ class Rollouts:
         res = self.encoder.encode(list(items), mode="gen", num_samples=num_generations, temperature=temperature,
                                   top_p=top_p, max_new_tokens=max_new_tokens, seed=list(seeds),
                                   batch_size=self.batch_size, show_progress=False)
-        assert res.token_ids is not None and res.forced is not None
-        return [[Completion((i, s), res.token_ids[i][s], bool(res.forced[i, s])) for s in range(num_generations)]
+        got = res.samples
+        assert got is not None
+        return [[Completion((i, s), got.token_ids[i][s], bool(got.forced[i, s])) for s in range(num_generations)]
                 for i in range(len(items))]

@@ -83,6 +83,8 @@ def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
 class SFTTrainer(Trainer):
     """Holds the accelerated model, optimiser, scheduler and data of one run; `train()` runs it."""
 
+    stage = "sft"
+
     def __init__(self, cfg: SFTConfig, eval_fn: EvalFn | None = None) -> None:
         cfg.validate()
         self.cfg, self.eval_fn = cfg, eval_fn
@@ -211,6 +213,7 @@ class SFTTrainer(Trainer):
                 adapter = directory / "adapter"
                 self.peft.save_pretrained(adapter, state_dict={f"base_model.model.{k}": v for k, v in hf_state.items()})
                 merged_lora(self.cfg.model, adapter, self.backbone).save(directory)
+                self._write_card(directory)
         self.acc.wait_for_everyone()
 
     def save_checkpoint(self) -> Path:

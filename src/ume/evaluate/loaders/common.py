@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +73,15 @@ class TaskData:
             if "row" in q.info:
                 break
             q.info["row"] = row
+
+    def add_rows(self, rows: list[dict[str, Any]], add: Callable[[dict[str, Any]], None]) -> None:
+        """Each row through `add`; a RowError is that row's error (named by task and row), never the task's."""
+        for i, row in enumerate(rows):
+            try:
+                add(row)
+            except RowError as e:
+                self.row_error(i, str(e))
+            self.tag_rows(i)
 
     def note(self, what: str) -> None:
         self.notes[what] = self.notes.get(what, 0) + 1

@@ -32,12 +32,7 @@ def load_image_task(task: TaskMeta, ctx: LoadContext) -> TaskData:
     data = TaskData(task)
     rows = data.rows(ctx)
     media = ctx.sources.media_dir(task.media or "", "image-tasks", task.name)
-    for i, row in enumerate(rows):
-        try:
-            _add_row(data, task, row, media)
-        except RowError as e:
-            data.row_error(i, str(e))
-        data.tag_rows(i)
+    data.add_rows(rows, lambda row: _add_row(data, task, row, media))
     return data
 
 

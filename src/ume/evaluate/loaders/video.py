@@ -62,12 +62,7 @@ def _rows(add: AddRow) -> Callable[[TaskMeta, LoadContext], TaskData]:
         else:
             rows = data.rows(ctx)
         frames = ctx.sources.media_dir(task.media or "", f"video-tasks/frames/{task.frames}", task.name)
-        for i, row in enumerate(rows):
-            try:
-                add(data, task, row, frames)
-            except RowError as e:
-                data.row_error(i, str(e))
-            data.tag_rows(i)
+        data.add_rows(rows, lambda row: add(data, task, row, frames))
         if task.label_set is not None:  # global pool = every label of the task, after those the rows name
             for label in label_sets()[task.label_set]:
                 data.add_candidate(label, Item(text=label))
