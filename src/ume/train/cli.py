@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ume.train.config import SFTConfig
+from ume.train.pretrain_config import PretrainConfig
 from ume.train.rl_config import RLConfig
 
 train_app = typer.Typer(no_args_is_help=True, help="Training stages: cold-start SFT, then RL.")
@@ -60,12 +61,24 @@ def _train_sft(cfg: SFTConfig) -> Path:
     return train_sft(cfg)
 
 
+def _train_pretrain(cfg: PretrainConfig) -> Path:
+    from ume.train.pretrain import train_pretrain
+
+    return train_pretrain(cfg)
+
+
 def _train_rl(cfg: RLConfig) -> Path:
     from ume.train.rl import train_rl
 
     return train_rl(cfg)
 
 
+_config_command("pretrain", PretrainConfig, _train_pretrain, """Perception pre-training: next-token CE on descriptions.
+
+    Fresh MiniMMEB-world scenes, crops, videos and pages described object by object (ume.synth.describe),
+    generated on the fly from seeds no eval or training item uses; vision tower, merger and LLM train.
+    `ume train pretrain --model BASE --output runs/pretrain`, then `ume train sft --model runs/pretrain`.
+    """)
 _config_command("sft", SFTConfig, _train_sft, """Cold-start SFT (ume-r1.md §6): InfoNCE on both vectors + next-token CE.
 
     One process: `ume train sft --model M --data sft.json`. Several (CPU or GPU):
@@ -77,3 +90,29 @@ _config_command("rl", RLConfig, _train_rl, """RL stage (ume-r1.md §7): GRPO wit
     `ume train rl --model SFT_CHECKPOINT --data rl.json`; several processes:
     `torchrun --nproc_per_node N -m ume.train rl --config cfg.json`.
     """)
+
+
+@train_app.command("perception")
+def perception_command(
+    model: Annotated[str, typer.Option(help="Checkpoint: local directory or hub id.")],
+    per_kind: Annotated[int, typer.Option(help="Held-out renders per kind (scene, crop, video, page).")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out renders.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Descriptions generated at once.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest description.")] = 256,
+    output: Annotated[Path | None, typer.Option(help="Write the whole report (per kind, examples) as JSON.")] = None,
+) -> None:
+    """Perception accuracy: exact match per attribute of the model's descriptions of held-out renders
+    against the generator's ground truth (what pre-training must teach before SFT)."""
+    import json
+
+    import torch
+
+    from ume.backbone import load_backbone
+    from ume.io import write_json
+    from ume.train.perception import perception
+
+    backbone = load_backbone(model, device="cpu", dtype=torch.float32)
+    report = perception(backbone, per_kind, seed, max_new_tokens, batch_size)
+    if output is not None:
+        write_json(output, report)
+    typer.echo(json.dumps(report["headline"], indent=1))

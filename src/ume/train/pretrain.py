@@ -1,0 +1,268 @@
+"""Perception pre-training (`ume train pretrain`): next-token training on dense descriptions, before SFT.
+
+UME-R1 starts from a pretrained Qwen2-VL, which has learned to see from captions. A randomly initialised
+model meets images for the first time in SFT, and its reasoning then gets colours, counts and positions
+wrong. This stage is the analogue of a VLM's caption pre-training: the base model is trained to describe
+freshly generated MiniMMEB-world scenes, crops, videos and document pages (`ume.synth.describe`: every
+object with size, colour, shape, letter and cell; the first frame and every change with its frame numbers;
+every line and value of a page), generated on the fly from seed streams no eval, hold-out, SFT or RL item
+uses. Vision tower, merger and LLM all train, each tower with its own peak learning rate.
+
+The prompt is a plain chat turn (system, the visual, the instruction), without the embedding suffix: this
+stage teaches seeing, not embedding. It shares the SFT engine (accelerate, checkpoints with exact resume,
+the JSONL log, the eval hook); the data position is the step, because item g of the stream is a pure
+function of (seed, g). The exported model is a base checkpoint for `ume train sft --model OUTPUT`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ume.backbone import find_recipe, load_backbone
+from ume.inputs import LoadedItem
+from ume.readout import last_hidden
+from ume.recipe import _PLACEHOLDER_RE, Recipe
+from ume.synth.describe import KINDS, Described, item
+from ume.train.collate import IGNORE, Collator
+from ume.train.engine import (
+    TRAINER_STATE,
+    EvalFn,
+    Trainer,
+    find_checkpoint,
+    make_accelerator,
+    mean_over_ranks,
+    write_checkpoint,
+)
+from ume.train.losses import ce_normaliser
+from ume.train.model import param_groups, set_trainable, trainable_parameters
+from ume.train.pretrain_config import PretrainConfig
+
+
+class CaptionRecipe(Recipe):
+    """The model's recipe with a plain user turn: the instruction alone, no `<disc_emb>` and no embedding
+    prompt (images, frames, system prompt and preprocessing stay the recipe's)."""
+
+    def prompt_text(self, text: str) -> str:
+        return _PLACEHOLDER_RE.sub("", text).strip()
+
+
+def caption_recipe(recipe: Recipe) -> CaptionRecipe:
+    return CaptionRecipe(**recipe.to_dict())
+
+
+def loaded(d: Described) -> LoadedItem:
+    if d.kind == "video":
+        return LoadedItem(text=d.prompt, images=[], video=list(d.visual))
+    return LoadedItem(text=d.prompt, images=[d.visual], video=None)
+
+
+class CaptionCollator:
+    """Described items -> one processor batch with labels on the description (the assistant turn) only."""
+
+    def __init__(self, processor: Any, recipe: Recipe, max_length: int) -> None:
+        self.inner = Collator(processor, caption_recipe(recipe), max_length)
+
+    def __call__(self, items: list[Described]) -> dict[str, Any]:
+        batch, problems = self.inner.side([loaded(d) for d in items], [d.text for d in items])
+        if problems:
+            raise ValueError(f"pretrain batch: {problems}")
+        batch["kinds"] = [d.kind for d in items]
+        return batch
+
+
+class StreamDataset(Dataset):
+    """Micro-batch `start + i` of the item stream, this rank's share, collated."""
+
+    def __init__(self, cfg: PretrainConfig, collator: CaptionCollator, rank: int, world: int, start: int,
+                 count: int) -> None:
+        self.cfg, self.collator, self.rank, self.world = cfg, collator, rank, world
+        self.start, self.count = start, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        b, cfg = self.cfg.per_device_batch, self.cfg
+        micro = self.start + i
+        level = min(1.0, micro / (cfg.curriculum * cfg.grad_accum)) if cfg.curriculum else 1.0
+        first = (micro * self.world + self.rank) * b
+        return self.collator([item(cfg.seed, "train", g, tuple(cfg.mix), level=level) for g in range(first, first + b)])
+
+
+def _unbatched(x: Any) -> Any:
+    return x
+
+
+class CaptionModel(nn.Module):
+    """`forward(batch)` -> per-row CE sums over the supervised tokens and their counts."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        hidden = last_hidden(self.model, **inputs, use_cache=False).last_hidden_state
+        target = labels[:, 1:]
+        keep = target != IGNORE
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        ce = F.cross_entropy(logits, target[keep], reduction="none")
+        rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(target)[keep]
+        per_row = torch.zeros(labels.shape[0], device=ce.device, dtype=ce.dtype).index_add(0, rows, ce)
+        return per_row, keep.sum(dim=1)
+
+
+def run_identity(cfg: PretrainConfig, world: int) -> dict[str, Any]:
+    return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
+            "mix": list(cfg.mix), "curriculum": cfg.curriculum, "min_pixels": cfg.min_pixels,
+            "max_steps": cfg.max_steps,
+            "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio,
+            "learning_rate": cfg.learning_rate, "vision_lr": cfg.vision_lr, "merger_lr": cfg.merger_lr,
+            "trains": [cfg.train_vision, cfg.train_merger, cfg.train_llm]}
+
+
+class PretrainTrainer(Trainer):
+    stage = "pretrain"
+
+    def __init__(self, cfg: PretrainConfig, eval_fn: EvalFn | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.eval_fn = cfg, eval_fn
+        self.out = Path(cfg.output)
+        self.acc = acc = make_accelerator(cfg, find_unused=False)
+        base = find_recipe(cfg.model)
+        recipe = replace(base, min_pixels=cfg.min_pixels) if cfg.min_pixels else base
+        self.ckpt = find_checkpoint(self.out, cfg.resume)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "pretrain_config.json")
+        acc.wait_for_everyone()
+        set_seed(cfg.seed)
+        self.backbone = load_backbone(cfg.model, device=acc.device, dtype=torch.float32, recipe=recipe)
+        hf = self.backbone.model
+        hf.train()
+        set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
+        if cfg.gradient_checkpointing:
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        module = CaptionModel(hf)
+        params = trainable_parameters(module)
+        groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
+                              {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
+                                  cfg.max_steps), num_training_steps=cfg.max_steps)
+        self.model, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
+        self.collator = CaptionCollator(self.backbone.processor, recipe, cfg.max_length)
+        self.step = 0
+        if self.ckpt is not None:
+            state = json.loads((self.ckpt / TRAINER_STATE).read_text())
+            expected = run_identity(cfg, acc.num_processes)
+            diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+            if diff:
+                raise ValueError(f"cannot resume {self.ckpt} exactly; changed settings (checkpoint, now): {diff}")
+            self._restore(self.ckpt, state)
+        acc.print(f"trainable parameters: {sum(p.numel() for p in params):,}; processes: {acc.num_processes}; "
+                  f"items per step: {cfg.per_device_batch * acc.num_processes * cfg.grad_accum}; "
+                  f"start step: {self.step}")
+
+    def _lrs(self) -> dict[str, float]:
+        towers = {g.get("name", "llm").split("/")[0]: lr
+                  for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True)}
+        main = towers.get("llm", next(iter(towers.values())))
+        return {"lr": main, **{f"lr_{t}": lr for t, lr in towers.items() if t != "llm" and lr != main}}
+
+    def _micro(self, batch: dict[str, Any]) -> dict[str, float]:
+        kinds = batch.pop("kinds")
+        batch = {k: v.to(self.acc.device) for k, v in batch.items()}
+        local = int((batch["labels"][:, 1:] != IGNORE).sum())
+        norm = ce_normaliser(local, self.acc.device)
+        per_row, counts = self.model(batch)
+        loss = per_row.sum() / norm
+        self.acc.backward(loss)
+        out = {"loss": float(loss.detach())}
+        for kind in KINDS:  # token-mean CE per item kind present in this micro-batch (this rank)
+            rows = [i for i, k in enumerate(kinds) if k == kind]
+            if rows:
+                out[f"ce_{kind}"] = float(per_row.detach()[rows].sum() / counts[rows].sum().clamp(min=1))
+        return out
+
+    def train(self) -> Path:
+        cfg, acc = self.cfg, self.acc
+        remaining = cfg.max_steps - self.step
+        data = StreamDataset(cfg, self.collator, acc.process_index, acc.num_processes, self.step * cfg.grad_accum,
+                             remaining * cfg.grad_accum)
+        if cfg.num_workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        loader = iter(DataLoader(data, batch_size=None, num_workers=cfg.num_workers, collate_fn=_unbatched,
+                                 generator=torch.Generator().manual_seed(cfg.seed)))
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", unit="step",
+                   disable=not (cfg.progress and acc.is_main_process))
+        while self.step < cfg.max_steps:
+            t0 = time.perf_counter()
+            lrs = self._lrs()
+            terms: dict[str, float] = {}
+            seen: dict[str, int] = {}
+            tokens = 0
+            for _ in range(cfg.grad_accum):
+                batch = next(loader)
+                tokens += int(batch["attention_mask"].sum())
+                with acc.accumulate(self.model):
+                    got = self._micro(batch)
+                for k, v in got.items():
+                    terms[k] = terms.get(k, 0.0) + v
+                    seen[k] = seen.get(k, 0) + 1
+            terms = {k: v / (cfg.grad_accum if k == "loss" else seen[k]) for k, v in terms.items()}
+            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            line = {"step": self.step, **lrs, **terms, **mean_over_ranks(acc, {"loss": terms["loss"]}),
+                    "grad_norm": None if norm is None else float(norm), "tokens": tokens,
+                    "step_time": time.perf_counter() - t0}
+            self._log(line)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k == "loss" or k.startswith("ce_")})
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+                self._evaluate()
+            if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+                self.save_checkpoint()
+        bar.close()
+        self.export(self.out)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return self.out
+
+    def export(self, directory: Path) -> None:
+        hf_state = self._hf_state()
+        if self.acc.is_main_process:
+            self._export_full(directory, hf_state)
+        self.acc.wait_for_everyone()
+
+    def save_checkpoint(self) -> Path:
+        state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
+                 **run_identity(self.cfg, self.acc.num_processes)}
+        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
+
+
+def train_pretrain(cfg: PretrainConfig, eval_fn: EvalFn | None = None) -> Path:
+    """Run perception pre-training as configured; returns the output directory (final model at its top)."""
+    if eval_fn is None and cfg.eval_every:
+        from ume.train.perception import perception_eval_fn
+
+        eval_fn = perception_eval_fn(cfg.eval_items, cfg.seed)
+    return PretrainTrainer(cfg, eval_fn).train()
