@@ -60,10 +60,10 @@ def corpus(root: Path, n: int) -> Path:
     return path
 
 
-def embed(engine: str, model: Path, items: Path, out: Path, mode: str, max_new_tokens: int) -> dict:
+def embed(engine: str, model: Path, items: Path, out: Path, mode: str, max_new_tokens: int, chunk: int) -> dict:
     """One whole `ume embed` run in a child process: wall seconds, peak RSS of the tree, exit status."""
     args = ["embed", "--model", str(model), "--input", str(items), "--output", str(out), "--mode", mode,
-            "--batch-size", "8", "--chunk-size", "64"]
+            "--batch-size", "8", "--chunk-size", str(chunk)]
     if mode != "disc":
         args += ["--max-new-tokens", str(max_new_tokens), "--seed", "0"]
     threads = "2" if engine == "1 process" else "1"
@@ -108,7 +108,8 @@ def agreement(a: Path, b: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=64, help="corpus rows for the engine comparison")
+    ap.add_argument("--items", type=int, default=256, help="corpus rows for the engine comparison")
+    ap.add_argument("--chunk-size", type=int, default=32, help="rows per chunk: the unit ranks and actors share")
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 20000], help="corpus rows for peak memory")
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--models", nargs="*", default=["tiny", "mid"])
@@ -130,7 +131,7 @@ def main() -> None:
             for engine in ("1 process", "2 torchrun ranks", "2 ray actors"):
                 out = work / f"{name}-{mode}-{engine.replace(' ', '-')}"
                 got = {"model": name, "mode": mode, "engine": engine, "items": args.items,
-                       **embed(engine, models[name], items, out, mode, args.max_new_tokens)}
+                       **embed(engine, models[name], items, out, mode, args.max_new_tokens, args.chunk_size)}
                 got["items_per_s"] = round(args.items / got["wall_s"], 2)
                 if one is None:
                     one = out
