@@ -2,7 +2,7 @@
 
 Each setting runs in its own process (so peak memory is its own): a tiny-family checkpoint, synthetic
 pairs with 112x112 images and ~200-token reasoning turns, `SFTTrainer` for `--steps` optimiser steps
-(grad_accum 1). Reported per setting: median step time over the steps after the first two, tokens per
+(gradient_accumulation_steps 1). Reported per setting: median step time over the steps after the first two, tokens per
 step (both sides, padding excluded), tokens/s, and peak memory during training (CUDA: max allocated;
 CPU: peak RSS growth over the process's RSS before the first step). Prints one JSON line per setting
 and saves them all. Never asserts on time.
@@ -60,7 +60,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     grad_cache, ckpt = VARIANTS[spec["variant"]]
     cfg = SFTConfig(model=spec["model"], data=[spec["data"]], output=spec["output"], max_steps=spec["steps"],
-                    per_device_batch=spec["batch"], grad_accum=1, num_workers=0, save_every=0, progress=False,
+                    per_device_train_batch_size=spec["batch"], gradient_accumulation_steps=1, num_workers=0,
+                    save_steps=0, progress=False,
                     grad_cache_chunk=spec["chunk"] if grad_cache else None, gradient_checkpointing=ckpt,
                     warmup_ratio=0.0)
     trainer = SFTTrainer(cfg)

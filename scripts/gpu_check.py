@@ -106,7 +106,7 @@ def smoke() -> dict[str, Any]:
         rl = OUT / f"rl-bf16-{n}"
         p = torchrun(n, "rl", "--model", str(sft), "--data", str(data / "train/rl.json"), "--media-root", str(data),
                      "--output", str(rl), "--max-steps", "2", "--num-generations", "2", "--max-completion-length",
-                     "16", "--per-device-batch", "2", "--bf16", "true")
+                     "16", "--per-device-train-batch-size", "2", "--bf16", "true")
         out[f"rl_{n}"] = {"rc": p.returncode, "rewards": [r.get("qry_reward") for r in log_of(rl)]
                           if p.returncode == 0 else p.stderr[-2000:]}
     return out

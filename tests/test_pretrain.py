@@ -39,8 +39,8 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def config(tiny: Path, out: Path, **kw) -> PretrainConfig:
-    base = dict(model=str(tiny), output=str(out), max_steps=4, per_device_batch=4, learning_rate=1e-3,
-                num_workers=0, save_every=0, progress=False, device="cpu")
+    base = dict(model=str(tiny), output=str(out), max_steps=4, per_device_train_batch_size=4, learning_rate=1e-3,
+                num_workers=0, save_steps=0, progress=False, device="cpu")
     return PretrainConfig(**{**base, **kw})
 
 
@@ -130,7 +130,7 @@ def test_labels_cover_only_the_description_and_the_prompt_has_no_embedding_suffi
 
 
 def test_short_run_lowers_loss_logs_per_kind_and_exports(tiny, tmp_path):
-    out = train_pretrain(config(tiny, tmp_path / "run", max_steps=30, per_device_batch=6, warmup_ratio=0.1,
+    out = train_pretrain(config(tiny, tmp_path / "run", max_steps=30, per_device_train_batch_size=6, warmup_ratio=0.1,
                                 vision_lr=5e-4, merger_lr=2e-4, min_pixels=112 * 112))
     steps = log_lines(out)
     assert [x["step"] for x in steps] == list(range(1, 31))
@@ -144,7 +144,7 @@ def test_short_run_lowers_loss_logs_per_kind_and_exports(tiny, tmp_path):
 
 
 def test_resume_is_exact(tiny, tmp_path):
-    kw = dict(max_steps=6, grad_accum=2, per_device_batch=2, warmup_ratio=0.2, save_every=3)
+    kw = dict(max_steps=6, gradient_accumulation_steps=2, per_device_train_batch_size=2, warmup_ratio=0.2, save_steps=3)
     straight = train_pretrain(config(tiny, tmp_path / "straight", **kw))
 
     class Crash(RuntimeError):
@@ -154,7 +154,7 @@ def test_resume_is_exact(tiny, tmp_path):
         raise Crash(step)
 
     with pytest.raises(Crash):  # dies at step 4, after checkpoint-3
-        train_pretrain(config(tiny, tmp_path / "resumed", eval_every=4, **kw), eval_fn=crash)
+        train_pretrain(config(tiny, tmp_path / "resumed", eval_steps=4, **kw), eval_fn=crash)
     resumed = train_pretrain(config(tiny, tmp_path / "resumed", resume="latest", **kw))
     a, b = (load_safetensors(str(p / "model.safetensors")) for p in (straight, resumed))
     for n in a:
@@ -168,7 +168,7 @@ def test_resume_is_exact(tiny, tmp_path):
 def test_curriculum_grows_with_the_step(tiny, tmp_path):
     from ume.train.pretrain import StreamDataset
 
-    cfg = config(tiny, tmp_path, curriculum=10, per_device_batch=8)
+    cfg = config(tiny, tmp_path, curriculum=10, per_device_train_batch_size=8)
     seen = {}
 
     def collator(items):
@@ -194,7 +194,7 @@ def test_cli_runs_pretrain(tiny, tmp_path):
     from ume.cli import app
 
     result = CliRunner().invoke(app, ["train", "pretrain", "--model", str(tiny), "--output", str(tmp_path / "cli"),
-                                      "--max-steps", "2", "--per-device-batch", "2", "--num-workers", "0",
+                                      "--max-steps", "2", "--per-device-train-batch-size", "2", "--num-workers", "0",
                                       "--device", "cpu", "--no-progress", "--mix", "1", "--mix", "0",
                                       "--mix", "0", "--mix", "0"])
     assert result.exit_code == 0, result.output

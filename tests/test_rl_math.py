@@ -136,3 +136,21 @@ def test_mu_1_gradient_is_minus_advantage_times_grad_logp():
     out = policy_loss(logp, logp.detach(), adv, torch.ones(2, 2), beta=0.0, normaliser="sequence")
     out.loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.5], [0.25, 0.25]]))  # -A / (T * M)
+
+
+@pytest.mark.parametrize("loss_type", ["dr_grpo", "bnpo", "grpo"])
+def test_loss_types_are_trls_formulas(loss_type):
+    """TRL's GRPOTrainer: dr_grpo = sum / (rollouts x max_completion_length), bnpo = sum / tokens of the batch,
+    grpo = mean over rollouts of each rollout's token mean."""
+    from ume.train.rl_config import RLConfig
+
+    g = torch.Generator().manual_seed(1)
+    logp = -torch.rand(3, 5, generator=g)
+    adv = torch.tensor([1.0, -0.5, 0.3])
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).float()
+    out = policy_loss(logp, logp.detach(), adv, mask, beta=0.0, normaliser=RLConfig(loss_type=loss_type).normaliser,
+                      max_completion_length=8)
+    per_token = -adv.view(-1, 1).expand_as(logp) * mask  # ratio 1: the surrogate is -A per completion token
+    trl = {"dr_grpo": per_token.sum() / (3 * 8), "bnpo": per_token.sum() / mask.sum(),
+           "grpo": (per_token.sum(-1) / mask.sum(-1)).mean()}[loss_type]
+    assert out.loss.item() == pytest.approx(trl.item(), rel=1e-6)

@@ -186,3 +186,14 @@ def test_the_shipped_models_load_in_sentence_transformers_as_ume_disc(name):
     got = SentenceTransformer(str(model), device="cpu", trust_remote_code=True).encode(texts)
     want = ume.load(model, device="cpu").encode(texts, mode="disc", show_progress=False).embeddings
     assert got.shape == want.shape and (np.sum(got * want, axis=1) >= 0.9999).all()
+
+
+def test_the_st_files_do_not_change_the_models_identity(tmp_path):
+    """Eval caches key vectors by the checkpoint's fingerprint: writing ST's entry point must not void them."""
+    from ume.evaluate.cache import NOT_MODEL_FILES, model_fingerprint
+    from ume.integrations.sentence_transformers import ST_FILES
+
+    d = shutil.copytree(TINY, tmp_path / "m")
+    before = model_fingerprint(str(d))
+    write_st_config(d)
+    assert set(ST_FILES) <= set(NOT_MODEL_FILES) and model_fingerprint(str(d)) == before

@@ -51,8 +51,8 @@ def backbone(tiny):
 
 def config(tiny: Path, files: dict[str, Path], out: Path, **kw) -> SFTConfig:
     base = dict(model=str(tiny), data=[str(files["images"]), str(files["videos"])], output=str(out), max_steps=4,
-                per_device_batch=4, grad_accum=1, learning_rate=1e-3, num_workers=0, save_every=0, progress=False,
-                device="cpu")
+                per_device_train_batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-3, num_workers=0,
+                save_steps=0, progress=False, device="cpu")
     return SFTConfig(**{**base, **kw})
 
 
@@ -288,7 +288,7 @@ def test_short_run_lowers_loss_and_exports_loadable_model(tiny, sft_data, tmp_pa
         seen.append(step)
         return {"vector": vec[0].tolist()}
 
-    cfg = config(tiny, sft_data, tmp_path / "run", max_steps=40, eval_every=20, warmup_ratio=0.1)
+    cfg = config(tiny, sft_data, tmp_path / "run", max_steps=40, eval_steps=20, warmup_ratio=0.1)
     out = train_sft(cfg, eval_fn=eval_fn)
     lines = log_lines(out)
     steps = [x for x in lines if "eval" not in x]
@@ -341,7 +341,8 @@ def test_short_run_lifts_disc_and_gen_hit1_above_chance(tiny, sft_data, tmp_path
     """60 steps (seconds) take both embeddings from chance to retrieving unseen renders: the whole path,
     data -> collator -> loss -> optimiser -> export -> `ume.load` -> encoder, learns what it should."""
     before = image_to_caption_hit1(tiny, tmp_path / "renders")
-    out = train_sft(config(tiny, sft_data, tmp_path / "run", max_steps=60, per_device_batch=8, warmup_ratio=0.1))
+    out = train_sft(config(tiny, sft_data, tmp_path / "run", max_steps=60, per_device_train_batch_size=8,
+                           warmup_ratio=0.1))
     after = image_to_caption_hit1(out, tmp_path / "renders")
     chance = 1 / (len(COLOURS) * len(SHAPES))
     assert max(before.values()) <= 3 * chance, before  # the untrained model: about chance
@@ -369,7 +370,7 @@ def test_tower_learning_rates_and_their_log(tiny, sft_data, tmp_path):
 
 
 def test_resume_is_exact(tiny, sft_data, tmp_path):
-    kw = dict(max_steps=6, grad_accum=2, per_device_batch=2, warmup_ratio=0.2, save_every=3)
+    kw = dict(max_steps=6, gradient_accumulation_steps=2, per_device_train_batch_size=2, warmup_ratio=0.2, save_steps=3)
     straight = train_sft(config(tiny, sft_data, tmp_path / "straight", **kw))
 
     class Crash(RuntimeError):
@@ -379,7 +380,7 @@ def test_resume_is_exact(tiny, sft_data, tmp_path):
         raise Crash(step)
 
     with pytest.raises(Crash):  # dies at step 4, after checkpoint-3
-        train_sft(config(tiny, sft_data, tmp_path / "resumed", eval_every=4, **kw), eval_fn=crash)
+        train_sft(config(tiny, sft_data, tmp_path / "resumed", eval_steps=4, **kw), eval_fn=crash)
     assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-3"]
     resumed = train_sft(config(tiny, sft_data, tmp_path / "resumed", resume="latest", **kw))
     a, b = params(straight), params(resumed)
@@ -410,8 +411,8 @@ def test_two_processes_equal_one(tiny, sft_data, tmp_path):
     rows[5]["qry"]["image"] = "img/bad.png"  # dropped at load time: the ranks then hold 2 and 1 rows
     path = write_rows(root / "ddp.json", rows)
     kw = dict(max_steps=3, warmup_ratio=0.0, data=[str(path)], homogeneous_batches=False, skip_bad_rows=True)
-    _, g_one = run_with_grads(config(tiny, sft_data, tmp_path / "one", per_device_batch=4, **kw))
-    cfg = config(tiny, sft_data, tmp_path / "two", per_device_batch=2, grad_cache_chunk=1, **kw)
+    _, g_one = run_with_grads(config(tiny, sft_data, tmp_path / "one", per_device_train_batch_size=4, **kw))
+    cfg = config(tiny, sft_data, tmp_path / "two", per_device_train_batch_size=2, grad_cache_chunk=1, **kw)
     cfg.save(tmp_path / "two.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(ume.__file__).parents[1])}
     probe = Path(__file__).with_name("sft_ddp_probe.py")
@@ -483,7 +484,7 @@ def test_skipped_rows_are_reported_in_the_run_directory(tiny, sft_data, tmp_path
     no_tag["pos"]["conversations"][1]["value"] = "<think>x</think><answer>y</answer>"
     rows = [good_row(), no_tag, good_row("img/broken.png")] + [good_row() for _ in range(5)]
     path = write_rows(root / "some_bad.json", rows)
-    cfg = config(tiny, sft_data, tmp_path / "skip", data=[str(path)], max_steps=2, per_device_batch=3,
+    cfg = config(tiny, sft_data, tmp_path / "skip", data=[str(path)], max_steps=2, per_device_train_batch_size=3,
                  skip_bad_rows=True)
     train_sft(cfg)
     report = [json.loads(x) for x in (tmp_path / "skip" / "bad_rows.jsonl").read_text().splitlines()]
@@ -498,7 +499,8 @@ def test_skipped_rows_are_reported_in_the_run_directory(tiny, sft_data, tmp_path
 def test_deepspeed_auto_fields_come_from_the_config():
     repo = Path(__file__).parents[1]
     for name, stage in (("ds_zero2.json", 2), ("ds_zero3.json", 3)):
-        cfg = SFTConfig(deepspeed=str(repo / "configs" / name), per_device_batch=3, grad_accum=5, max_grad_norm=0.5)
+        cfg = SFTConfig(deepspeed=str(repo / "configs" / name), per_device_train_batch_size=3,
+                        gradient_accumulation_steps=5, max_grad_norm=0.5)
         ds = deepspeed_config(cfg)
         assert ds["zero_optimization"]["stage"] == stage
         assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["gradient_clipping"]) \
@@ -521,3 +523,57 @@ def test_lora_targets_the_familys_linears_and_trains_every_merger_in_full(tiny_d
     vision = {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trained if tower_of(n) == "vision" and "lora_" in n}
     assert vision == set(FAMILIES[family].vision_linears)
     assert all("lora_" in n for n in trained if tower_of(n) == "llm")
+
+
+RENAMED = {"per_device_batch": "per_device_train_batch_size", "grad_accum": "gradient_accumulation_steps",
+           "save_every": "save_steps", "eval_every": "eval_steps"}
+
+
+def test_old_field_names_still_work_for_one_release(tiny, sft_data, tmp_path):
+    """The names before the rename: accepted by the constructor, a saved JSON config and the CLI, each with a
+    DeprecationWarning naming the new field, and the run is the same."""
+    import dataclasses
+
+    from ume.train.cli import train_app
+
+    new = config(tiny, sft_data, tmp_path / "new", max_steps=2, per_device_train_batch_size=2,
+                 gradient_accumulation_steps=2, save_steps=1)
+    old_name = {n: o for o, n in RENAMED.items()}
+    old = {old_name.get(k, k): v for k, v in new.to_dict().items()}
+    with pytest.warns(DeprecationWarning) as warned:
+        assert SFTConfig(**old) == new
+    assert {str(w.message) for w in warned} == {f"SFTConfig: {o!r} is deprecated, use {n!r} (the old name is accepted "
+                                                "for one release)" for o, n in RENAMED.items()}
+    (tmp_path / "old.json").write_text(json.dumps({**old, "output": str(tmp_path / "cli"), "grad_accum": 1}))
+    with pytest.warns(DeprecationWarning, match="'save_every' is deprecated, use 'save_steps'"):
+        assert SFTConfig.load(tmp_path / "old.json") == dataclasses.replace(new, output=str(tmp_path / "cli"),
+                                                                           gradient_accumulation_steps=1)
+    with pytest.warns(DeprecationWarning, match="'grad_accum' is deprecated, use 'gradient_accumulation_steps'"):
+        result = CliRunner().invoke(train_app, ["sft", "--config", str(tmp_path / "old.json"), "--grad-accum", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    saved = json.loads((tmp_path / "cli" / "sft_config.json").read_text())
+    assert not set(saved) & set(RENAMED)  # saved under the new names
+    assert SFTConfig.from_dict(saved) == dataclasses.replace(new, output=saved["output"])
+    train_sft(new)
+    assert [x["loss"] for x in log_lines(tmp_path / "cli")] == [x["loss"] for x in log_lines(tmp_path / "new")]
+    assert [p.name for p in sorted((tmp_path / "cli").glob("checkpoint-*"))] == ["checkpoint-1", "checkpoint-2"]
+    a, b = params(tmp_path / "new"), params(tmp_path / "cli")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_old_and_new_name_with_different_values_is_an_error(tmp_path):
+    from ume.train.cli import train_app
+
+    with pytest.raises(ValueError, match=r"per_device_batch=2 \(deprecated\) and per_device_train_batch_size=4 "
+                                         "disagree; give only per_device_train_batch_size"):
+        SFTConfig(per_device_batch=2, per_device_train_batch_size=4)
+    assert SFTConfig(save_every=3, save_steps=3).save_steps == 3  # the same value twice is only deprecated
+    (tmp_path / "both.json").write_text(json.dumps({"grad_accum": 2, "gradient_accumulation_steps": 3}))
+    with pytest.raises(ValueError, match=r"grad_accum=2 \(deprecated\) and gradient_accumulation_steps=3 disagree"):
+        SFTConfig.load(tmp_path / "both.json")
+    result = CliRunner().invoke(train_app, ["sft", "--model", "m", "--data", "d", "--eval-every", "5",
+                                            "--eval-steps", "6"])
+    assert isinstance(result.exception, ValueError) and "eval_every=5 (deprecated) and eval_steps=6" in str(
+        result.exception)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['per_device_batchh'\]"):
+        SFTConfig.from_dict({"per_device_batchh": 2})

@@ -127,12 +127,17 @@ def key_seed(key: str, seed: int) -> int:
     return (int(key[:12], 16) ^ seed) & (2**62 - 1)
 
 
+# files of a checkpoint folder that no vector depends on (the sentence-transformers entry point ume writes)
+NOT_MODEL_FILES = ("modules.json", "config_sentence_transformers.json")
+
+
 def model_fingerprint(source: str) -> str:
     """Identity of a checkpoint: a local directory by its weight/config files' names, sizes and
     modification times (hashing GBs of weights would cost minutes); a hub id by its name."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix in (".safetensors", ".bin", ".json") and p.name not in NOT_MODEL_FILES)
         parts = [str(path.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
     else:
         parts = [source]

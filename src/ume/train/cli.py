@@ -1,7 +1,10 @@
-"""`ume train sft`: every `SFTConfig` field is an option (same name, dashes), help text from the field.
+"""`ume train pretrain|sft|rl`: every field of the stage's config is an option (same name, dashes), help text
+from the field.
 
 Options given on the command line override `--config cfg.json` (a saved `sft_config.json` works), which
-overrides the defaults. The options are generated from the dataclass, so the CLI cannot miss a knob.
+overrides the defaults. The options are generated from the dataclass, so the CLI cannot miss a knob. A renamed
+field's old option (`--per-device-batch`, ...) still works for one release, hidden from --help, with a
+deprecation warning.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,20 +40,28 @@ def _config_command(name: str, config_cls: Any, run: Any, doc: str) -> None:
 
     def command(**options: Any) -> None:
         config = options.pop("config")
-        base = config_cls.load(config) if config is not None else config_cls()
-        cfg = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
-        typer.echo(f"final model: {run(cfg)}")
+        with warnings.catch_warnings():  # a deprecated name in the file or on the command line is shown
+            warnings.simplefilter("always", DeprecationWarning)
+            base = config_cls.load(config) if config is not None else config_cls()
+            given = config_cls.current_names({k: v for k, v in options.items() if v is not None})
+        typer.echo(f"final model: {run(dataclasses.replace(base, **given))}")
 
     hints = typing.get_type_hints(config_cls)
+    defaults = config_cls()
     params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
                                 annotation=Annotated[Path | None, typer.Option(help=f"{config_cls.__name__} JSON "
                                                                                    "to start from.")])]
     for f in dataclasses.fields(config_cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[_option_type(f.name, hints[f.name]),
                                                              typer.Option(help=f"{f.metadata['help']} (default: "
-                                                                               f"{default})", show_default=False)]))
+                                                                               f"{getattr(defaults, f.name)})",
+                                                                          show_default=False)]))
+    for old, renamed in config_cls.RENAMED.items():
+        params.append(inspect.Parameter(old, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[_option_type(old, hints[renamed.new]),
+                                                             typer.Option(hidden=True, help=f"Deprecated: use "
+                                                                          f"--{renamed.new.replace('_', '-')}.")]))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = doc
     train_app.command(name)(command)

@@ -220,7 +220,7 @@ class Mixture:
             sizes = {f"{f}:{s}": len(r) for (f, s), r in sorted(groups.items())}
             how = "any source" if homogeneous else "the mixture"
             raise DataError(f"no full global batch of {batch_size} pairs from {how} (rows per source: {sizes}); "
-                            "lower per_device_batch, use fewer processes, or disable homogeneous_batches")
+                            "lower per_device_train_batch_size, use fewer processes, or disable homogeneous_batches")
 
     def _draws(self, rows: np.ndarray, weight: float, rng: np.random.Generator) -> np.ndarray:
         k = round(len(rows) * weight)

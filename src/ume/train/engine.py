@@ -1,9 +1,11 @@
-"""What the SFT and RL trainers share: the accelerate setup, checkpoints and their exact resume, the
-JSONL log and the periodic-eval hook. Each trainer adds its own data, step and resume identity."""
+"""What the trainers (pretrain, SFT, RL) share: the accelerate setup, the optimiser (per-tower AdamW groups)
+and schedule, checkpoints and their exact resume with its refusal of changed settings, the JSONL log and the
+periodic-eval hook. Each trainer adds its own data, model wrapper and step."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +13,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
+from transformers import get_scheduler
 
 from ume.backbone import Backbone
 from ume.train.data import BadRow
+from ume.train.engine_config import EngineConfig
+from ume.train.model import param_groups
 
 EvalFn = Callable[[Backbone, int], dict[str, Any]]
 """Periodic evaluation: called on every rank with the live model (eval mode, no grad) and the step."""
@@ -22,18 +27,19 @@ STATE_DIR, TRAINER_STATE = "training_state", "trainer_state.json"
 LOG, BAD_ROWS = "train_log.jsonl", "bad_rows.jsonl"
 
 
-def deepspeed_config(cfg: Any) -> dict[str, Any]:
+def deepspeed_config(cfg: EngineConfig) -> dict[str, Any]:
     """The DeepSpeed JSON with the batch, accumulation and clipping "auto" fields taken from `cfg`."""
     assert cfg.deepspeed is not None
     ds = json.loads(Path(cfg.deepspeed).read_text())
-    for key, value in (("train_micro_batch_size_per_gpu", cfg.per_device_batch),
-                       ("gradient_accumulation_steps", cfg.grad_accum), ("gradient_clipping", cfg.max_grad_norm)):
+    for key, value in (("train_micro_batch_size_per_gpu", cfg.per_device_train_batch_size),
+                       ("gradient_accumulation_steps", cfg.gradient_accumulation_steps),
+                       ("gradient_clipping", cfg.max_grad_norm)):
         if ds.get(key, "auto") == "auto":
             ds[key] = value
     return ds
 
 
-def make_accelerator(cfg: Any, find_unused: bool) -> Accelerator:
+def make_accelerator(cfg: EngineConfig, find_unused: bool) -> Accelerator:
     cpu = cfg.device == "cpu" or not torch.cuda.is_available()
     bf16 = (not cpu) if cfg.bf16 == "auto" else cfg.bf16 == "true"
     plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg)) if cfg.deepspeed else None
@@ -41,7 +47,8 @@ def make_accelerator(cfg: Any, find_unused: bool) -> Accelerator:
     # broadcast_buffers=False: the model's buffers are constants (rotary tables), and without a collective
     # in every forward, ranks may run different numbers of GradCache chunks (after dropping bad rows).
     ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused, broadcast_buffers=False)
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=cfg.grad_accum,
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no",
+                       gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                        step_scheduler_with_optimizer=False, deepspeed_plugin=plugin, kwargs_handlers=[ddp])
 
 
@@ -77,6 +84,14 @@ def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[P
     return final
 
 
+def changed_settings(state: dict[str, Any], expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{setting: (checkpoint, now)} for each setting of `expected` the checkpoint recorded with another value.
+    Names the checkpoint wrote before a rename are read under the new names; a setting an older checkpoint
+    did not record cannot be compared and is skipped."""
+    saved = EngineConfig.current_names(state, warn=False)
+    return {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
+
+
 def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, float]:
     """Per-step log terms averaged over processes (each holds an equal share of the batch)."""
     if acc.num_processes == 1:
@@ -87,17 +102,67 @@ def mean_over_ranks(acc: Accelerator, terms: dict[str, float]) -> dict[str, floa
 
 
 class Trainer:
-    """Base of the trainers: they name their `stage`, set `cfg`, `acc`, `out`, `backbone`, `model` (prepared),
-    `eval_fn` and `step`, and implement `export` and `save_checkpoint`."""
+    """Base of the trainers: they name their `stage`, set `cfg`, `acc`, `out`, `backbone`, `eval_fn` and `step`,
+    and call `_find_resume`, `_start_run` and `_setup_optimisation` (which sets `model`, `optimizer`,
+    `scheduler`) in their constructor."""
 
     stage: str  # "pretrain" | "sft" | "rl": the model card's stage
-    cfg: Any
+    cfg: EngineConfig
+    ckpt: Path | None
     acc: Accelerator
     out: Path
     backbone: Backbone
     model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
     eval_fn: EvalFn | None
     step: int
+
+    # --- setup ----------------------------------------------------------------------------------------
+    def _find_resume(self) -> tuple[Path | None, dict[str, Any]]:
+        """The checkpoint to resume from and its trainer_state.json, refused before anything is loaded or
+        written when a setting that shapes the run (`run_identity`) changed since it was saved."""
+        ckpt = find_checkpoint(self.out, self.cfg.resume)
+        if ckpt is None:
+            return None, {}
+        state = json.loads((ckpt / TRAINER_STATE).read_text())
+        diff = changed_settings(state, self.cfg.run_identity(self.acc.num_processes))
+        if diff:
+            changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
+            raise ValueError(f"cannot resume {ckpt} exactly; changed settings (checkpoint -> now): {changes}")
+        return ckpt, state
+
+    def _start_run(self, bad: list[BadRow] | None = None) -> None:
+        """The run directory with this run's config and, unless resuming (`self.ckpt`), the rows the stage's
+        validation dropped (`bad`; None for a stage that reads no row files)."""
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.out / f"{self.cfg.stage}_config.json")
+            if bad is not None and self.ckpt is None:
+                (self.out / BAD_ROWS).write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
+        self.acc.wait_for_everyone()  # the output directory exists before any rank reports a bad row
+
+    def _setup_optimisation(self, hf: Any, module: torch.nn.Module) -> None:
+        """What every stage trains with: activation checkpointing when asked (transformers' current call, not
+        the deprecated `gradient_checkpointing_enable`), AdamW over the per-tower groups (own peak rates, no
+        decay on norms and biases), warm-up + the configured schedule, all prepared by accelerate."""
+        cfg = self.cfg
+        if cfg.gradient_checkpointing:
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
+                              {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
+                                  cfg.max_steps), num_training_steps=cfg.max_steps)
+        self.model, self.optimizer, self.scheduler = self.acc.prepare(module, optimizer, scheduler)
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def _lrs(self) -> dict[str, float]:
+        """{"lr": the LLM's learning rate} plus lr_vision / lr_merger where those towers have their own."""
+        towers = {g.get("name", "llm").split("/")[0]: lr
+                  for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True)}
+        main = towers.get("llm", next(iter(towers.values())))
+        return {"lr": main, **{f"lr_{t}": lr for t, lr in towers.items() if t != "llm" and lr != main}}
 
     def _log(self, line: dict[str, Any]) -> None:
         if self.acc.is_main_process:
@@ -120,6 +185,23 @@ class Trainer:
         finally:
             self.model.train()
         self._log({"step": self.step, "eval": result})
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    def export(self, directory: Path) -> None:
+        """HF layout (+ ume_recipe.json, model card) loadable by `ume.load` and plain transformers."""
+        hf_state = self._hf_state()
+        if self.acc.is_main_process:
+            self._export_full(directory, hf_state)
+        self.acc.wait_for_everyone()
+
+    def _micro_batches(self) -> int:
+        """Micro-batches of data consumed after `step` optimiser steps (the data position)."""
+        return self.step * self.cfg.gradient_accumulation_steps
+
+    def save_checkpoint(self) -> Path:
+        state = {"step": self.step, "micro_batches": self._micro_batches(),
+                 **self.cfg.run_identity(self.acc.num_processes)}
+        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
 
     def _export_full(self, directory: Path, hf_state: dict[str, torch.Tensor]) -> None:
         """The HF layout + processor + ume_recipe.json + model card (main process only)."""

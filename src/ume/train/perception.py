@@ -162,7 +162,7 @@ def perception(backbone: Any, per_kind: int, seed: int = 0, max_new_tokens: int 
 
 
 def perception_eval_fn(per_kind_total: int, seed: int) -> Callable[[Any, int], dict[str, Any]]:
-    """The pretrain eval hook: a small perception report (headline numbers) every `eval_every` steps."""
+    """The pretrain eval hook: a small perception report (headline numbers) every `eval_steps` steps."""
     per_kind = max(1, per_kind_total // len(KINDS))
 
     def run(backbone: Any, step: int) -> dict[str, Any]:

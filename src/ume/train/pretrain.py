@@ -16,8 +16,6 @@ function of (seed, g). The exported model is a base checkpoint for `ume train sf
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from dataclasses import replace
@@ -30,7 +28,6 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from ume.backbone import find_recipe, load_backbone
 from ume.inputs import LoadedItem
@@ -38,17 +35,9 @@ from ume.readout import last_hidden
 from ume.recipe import _PLACEHOLDER_RE, Recipe
 from ume.synth.describe import KINDS, Described, item
 from ume.train.collate import IGNORE, Collator
-from ume.train.engine import (
-    TRAINER_STATE,
-    EvalFn,
-    Trainer,
-    find_checkpoint,
-    make_accelerator,
-    mean_over_ranks,
-    write_checkpoint,
-)
+from ume.train.engine import EvalFn, Trainer, make_accelerator, mean_over_ranks
 from ume.train.losses import ce_normaliser
-from ume.train.model import param_groups, set_trainable, trainable_parameters
+from ume.train.model import set_trainable, trainable_parameters
 from ume.train.pretrain_config import PretrainConfig
 
 
@@ -96,9 +85,9 @@ class StreamDataset(Dataset):
         return self.count
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        b, cfg = self.cfg.per_device_batch, self.cfg
+        b, cfg = self.cfg.per_device_train_batch_size, self.cfg
         micro = self.start + i
-        level = min(1.0, micro / (cfg.curriculum * cfg.grad_accum)) if cfg.curriculum else 1.0
+        level = min(1.0, micro / (cfg.curriculum * cfg.gradient_accumulation_steps)) if cfg.curriculum else 1.0
         first = (micro * self.world + self.rank) * b
         return self.collator([item(cfg.seed, "train", g, tuple(cfg.mix), level=level) for g in range(first, first + b)])
 
@@ -127,17 +116,9 @@ class CaptionModel(nn.Module):
         return per_row, keep.sum(dim=1)
 
 
-def run_identity(cfg: PretrainConfig, world: int) -> dict[str, Any]:
-    return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
-            "mix": list(cfg.mix), "curriculum": cfg.curriculum, "min_pixels": cfg.min_pixels,
-            "max_steps": cfg.max_steps,
-            "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio,
-            "learning_rate": cfg.learning_rate, "vision_lr": cfg.vision_lr, "merger_lr": cfg.merger_lr,
-            "trains": [cfg.train_vision, cfg.train_merger, cfg.train_llm]}
-
-
 class PretrainTrainer(Trainer):
     stage = "pretrain"
+    cfg: PretrainConfig
 
     def __init__(self, cfg: PretrainConfig, eval_fn: EvalFn | None = None) -> None:
         cfg.validate()
@@ -146,44 +127,24 @@ class PretrainTrainer(Trainer):
         self.acc = acc = make_accelerator(cfg, find_unused=False)
         base = find_recipe(cfg.model)
         recipe = replace(base, min_pixels=cfg.min_pixels) if cfg.min_pixels else base
-        self.ckpt = find_checkpoint(self.out, cfg.resume)
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out / "pretrain_config.json")
-        acc.wait_for_everyone()
+        self.ckpt, state = self._find_resume()
+        self._start_run()
         set_seed(cfg.seed)
         self.backbone = load_backbone(cfg.model, device=acc.device, dtype=torch.float32, recipe=recipe)
         hf = self.backbone.model
         hf.train()
         set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
-        if cfg.gradient_checkpointing:
-            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         module = CaptionModel(hf)
         params = trainable_parameters(module)
-        groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
-                              {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
-                                  cfg.max_steps), num_training_steps=cfg.max_steps)
-        self.model, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
+        self._setup_optimisation(hf, module)
         self.collator = CaptionCollator(self.backbone.processor, recipe, cfg.max_length)
         self.step = 0
         if self.ckpt is not None:
-            state = json.loads((self.ckpt / TRAINER_STATE).read_text())
-            expected = run_identity(cfg, acc.num_processes)
-            diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
-            if diff:
-                raise ValueError(f"cannot resume {self.ckpt} exactly; changed settings (checkpoint, now): {diff}")
             self._restore(self.ckpt, state)
+        accum = cfg.gradient_accumulation_steps
         acc.print(f"trainable parameters: {sum(p.numel() for p in params):,}; processes: {acc.num_processes}; "
-                  f"items per step: {cfg.per_device_batch * acc.num_processes * cfg.grad_accum}; "
+                  f"items per step: {cfg.per_device_train_batch_size * acc.num_processes * accum}; "
                   f"start step: {self.step}")
-
-    def _lrs(self) -> dict[str, float]:
-        towers = {g.get("name", "llm").split("/")[0]: lr
-                  for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True)}
-        main = towers.get("llm", next(iter(towers.values())))
-        return {"lr": main, **{f"lr_{t}": lr for t, lr in towers.items() if t != "llm" and lr != main}}
 
     def _micro(self, batch: dict[str, Any]) -> dict[str, float]:
         kinds = batch.pop("kinds")
@@ -203,8 +164,9 @@ class PretrainTrainer(Trainer):
     def train(self) -> Path:
         cfg, acc = self.cfg, self.acc
         remaining = cfg.max_steps - self.step
-        data = StreamDataset(cfg, self.collator, acc.process_index, acc.num_processes, self.step * cfg.grad_accum,
-                             remaining * cfg.grad_accum)
+        accum = cfg.gradient_accumulation_steps
+        data = StreamDataset(cfg, self.collator, acc.process_index, acc.num_processes, self.step * accum,
+                             remaining * accum)
         if cfg.num_workers:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         loader = iter(DataLoader(data, batch_size=None, num_workers=cfg.num_workers, collate_fn=_unbatched,
@@ -217,7 +179,7 @@ class PretrainTrainer(Trainer):
             terms: dict[str, float] = {}
             seen: dict[str, int] = {}
             tokens = 0
-            for _ in range(cfg.grad_accum):
+            for _ in range(accum):
                 batch = next(loader)
                 tokens += int(batch["attention_mask"].sum())
                 with acc.accumulate(self.model):
@@ -225,7 +187,7 @@ class PretrainTrainer(Trainer):
                 for k, v in got.items():
                     terms[k] = terms.get(k, 0.0) + v
                     seen[k] = seen.get(k, 0) + 1
-            terms = {k: v / (cfg.grad_accum if k == "loss" else seen[k]) for k, v in terms.items()}
+            terms = {k: v / (accum if k == "loss" else seen[k]) for k, v in terms.items()}
             norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
             self.optimizer.step()
             self.scheduler.step()
@@ -237,9 +199,9 @@ class PretrainTrainer(Trainer):
             self._log(line)
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k == "loss" or k.startswith("ce_")})
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
                 self._evaluate()
-            if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+            if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
                 self.save_checkpoint()
         bar.close()
         self.export(self.out)
@@ -247,21 +209,10 @@ class PretrainTrainer(Trainer):
         acc.end_training()
         return self.out
 
-    def export(self, directory: Path) -> None:
-        hf_state = self._hf_state()
-        if self.acc.is_main_process:
-            self._export_full(directory, hf_state)
-        self.acc.wait_for_everyone()
-
-    def save_checkpoint(self) -> Path:
-        state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
-                 **run_identity(self.cfg, self.acc.num_processes)}
-        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
-
 
 def train_pretrain(cfg: PretrainConfig, eval_fn: EvalFn | None = None) -> Path:
     """Run perception pre-training as configured; returns the output directory (final model at its top)."""
-    if eval_fn is None and cfg.eval_every:
+    if eval_fn is None and cfg.eval_steps:
         from ume.train.perception import perception_eval_fn
 
         eval_fn = perception_eval_fn(cfg.eval_items, cfg.seed)

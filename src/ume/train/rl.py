@@ -17,7 +17,6 @@ excluded from the policy loss (the policy did not sample it). They are counted a
 
 from __future__ import annotations
 
-import json
 import time
 from copy import deepcopy
 from pathlib import Path
@@ -28,7 +27,6 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from ume.backbone import Backbone, find_recipe, load_backbone
 from ume.batching import completion_batch
@@ -36,18 +34,9 @@ from ume.encoder import Encoder
 from ume.generation import Completion, row_seed
 from ume.inputs import InputLimits, LoadedItem
 from ume.readout import EmbeddingTokens, last_hidden, read_embedding
-from ume.train.engine import (
-    BAD_ROWS,
-    TRAINER_STATE,
-    EvalFn,
-    Trainer,
-    find_checkpoint,
-    make_accelerator,
-    mean_over_ranks,
-    write_checkpoint,
-)
+from ume.train.engine import EvalFn, Trainer, make_accelerator, mean_over_ranks
 from ume.train.grpo_loss import group_advantages, policy_loss
-from ume.train.model import set_trainable, trainable_parameters
+from ume.train.model import set_trainable
 from ume.train.rewards import RolloutGroup, total_reward
 from ume.train.rl_config import RLConfig
 from ume.train.rl_data import RLPair, global_batch, load_rl_batch, load_rl_pairs, spare_indices
@@ -88,6 +77,7 @@ class RLTrainer(Trainer):
     """GRPO with the UME-R1 embedding reward on accelerate (one CPU process, torchrun/DDP, DeepSpeed)."""
 
     stage = "rl"
+    cfg: RLConfig
 
     def __init__(self, cfg: RLConfig, eval_fn: EvalFn | None = None, rollouts: Rollouts | None = None) -> None:
         self.cfg, self.eval_fn = cfg, eval_fn
@@ -96,12 +86,8 @@ class RLTrainer(Trainer):
         self.acc = acc = make_accelerator(cfg, find_unused=True)
         cfg.validate(acc.num_processes)
         self.pairs, bad = load_rl_pairs(cfg.data, cfg.media_root, recipe, cfg.check_files, cfg.skip_bad_rows)
-        self.ckpt = find_checkpoint(self.out, cfg.resume)
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out / "rl_config.json")
-            (self.out / BAD_ROWS).write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
-        acc.wait_for_everyone()
+        self.ckpt, state = self._find_resume()
+        self._start_run(bad)
         set_seed(cfg.seed)
         self.backbone = load_backbone(cfg.model, device=acc.device, dtype=torch.float32, recipe=recipe)
         hf = self.backbone.model
@@ -109,19 +95,13 @@ class RLTrainer(Trainer):
         if cfg.beta > 0:
             self.ref = PolicyForward(deepcopy(hf).eval().requires_grad_(False), self.backbone.tokens)
         set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
-        if cfg.gradient_checkpointing:
-            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        params = trainable_parameters(hf)
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=0, num_training_steps=cfg.max_steps)
-        self.model, self.optimizer, self.scheduler = acc.prepare(PolicyForward(hf, self.backbone.tokens),
-                                                                 optimizer, scheduler)
+        self._setup_optimisation(hf, PolicyForward(hf, self.backbone.tokens))
         self.rollouts = rollouts or Rollouts(Encoder(self.backbone), cfg.rollout_batch_size)
         self.limits = InputLimits(num_frames=recipe.num_frames)
         self.step = 0
         self.bad_pairs: set[int] = set()  # pairs that failed to decode, replaced by spares from then on
         if self.ckpt is not None:
-            self._load(self.ckpt)
+            self._restore(self.ckpt, state)
 
     # --- one generated batch -------------------------------------------------------------------------
     def _rollout(self, pairs: list[RLPair], indices: list[int], micro: int) -> dict[str, Any]:
@@ -170,17 +150,18 @@ class RLTrainer(Trainer):
     def train(self) -> Path:
         cfg, acc = self.cfg, self.acc
         G, world, rank = cfg.num_generations, acc.num_processes, acc.process_index
+        accum, per_device = cfg.gradient_accumulation_steps, cfg.per_device_train_batch_size
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="rl", unit="step",
                    disable=not (cfg.progress and acc.is_main_process))
         while self.step < cfg.max_steps:
             gen_step = self.step // cfg.num_iterations
             times = {"rollout": 0.0, "forward": 0.0, "backward": 0.0}
             stored = []
-            for a in range(cfg.grad_accum):  # generate once per num_iterations optimiser steps
-                micro = gen_step * cfg.grad_accum + a
-                idx = global_batch(len(self.pairs), cfg.seed, micro, cfg.per_device_batch * world)
-                local = idx[rank * cfg.per_device_batch:(rank + 1) * cfg.per_device_batch]
-                spares = spare_indices(len(self.pairs), cfg.seed, micro, cfg.per_device_batch * world, rank, world)
+            for a in range(accum):  # generate once per num_iterations optimiser steps
+                micro = gen_step * accum + a
+                idx = global_batch(len(self.pairs), cfg.seed, micro, per_device * world)
+                local = idx[rank * per_device:(rank + 1) * per_device]
+                spares = spare_indices(len(self.pairs), cfg.seed, micro, per_device * world, rank, world)
                 local, loaded, bad = load_rl_batch(self.pairs, local, self.limits, cfg.skip_bad_rows, spares,
                                                    self.bad_pairs)
                 self._report(bad)
@@ -199,22 +180,21 @@ class RLTrainer(Trainer):
                     with acc.accumulate(self.model):
                         got = self._micro(sides, pair_ids, first=(it == 0), times=times)
                     for k, v in got.items():
-                        logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
+                        logs[k] = logs.get(k, 0.0) + v / accum
                 norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
-                line = {"step": self.step, "iteration": it, "lr": self.scheduler.get_last_lr()[0],
-                        **mean_over_ranks(acc, logs),
+                line = {"step": self.step, "iteration": it, **self._lrs(), **mean_over_ranks(acc, logs),
                         "grad_norm": None if norm is None else float(norm),
                         **{f"time_{k}": v for k, v in times.items()}}
                 self._log(line)
                 bar.update(1)
                 bar.set_postfix({k: f"{line[k]:.3g}" for k in ("qry_reward", "tgt_reward", "qry_format") if k in line})
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+                if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
                     self._evaluate()
-                if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+                if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
                     self.save_checkpoint()
         bar.close()
         self.export(self.out)
@@ -240,7 +220,7 @@ class RLTrainer(Trainer):
         losses = []
         for s, d in sides.items():
             pl = policy_loss(out[s][0], d["old_logp"], d["advantages"], d["mask"], cfg.epsilon, cfg.epsilon_high,
-                             cfg.beta, d.get("ref_logp"), cfg.loss_normaliser, cfg.max_completion_length)
+                             cfg.beta, d.get("ref_logp"), cfg.normaliser, cfg.max_completion_length)
             losses.append(pl.loss)
             name = "qry" if s == "qry" else "tgt"
             logs.update({f"{name}_kl": pl.kl.item(), f"{name}_clip_fraction": pl.clip_fraction.item(),
@@ -253,25 +233,23 @@ class RLTrainer(Trainer):
         logs["loss"] = loss.item()
         return logs
 
-    # --- logs and checkpoints ------------------------------------------------------------------------
-    def export(self, directory: Path) -> None:
-        hf_state = self._hf_state()
-        if self.acc.is_main_process:
-            self._export_full(directory, hf_state)
-        self.acc.wait_for_everyone()
-
-    def save_checkpoint(self) -> Path:
-        state = {"step": self.step, "seed": self.cfg.seed, "world": self.acc.num_processes}
-        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
-
-    def _load(self, ckpt: Path) -> None:
-        state = json.loads((ckpt / TRAINER_STATE).read_text())
-        if state.get("world") != self.acc.num_processes or state.get("seed") != self.cfg.seed:
-            raise ValueError(f"cannot resume {ckpt} exactly: it ran with {state}, now world "
-                             f"{self.acc.num_processes} and seed {self.cfg.seed}")
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _find_resume(self) -> tuple[Path | None, dict[str, Any]]:
+        """The engine's checks, plus: the checkpoint falls on a generation boundary, and it is not from before
+        RL's optimiser had the per-tower groups (its state would not load into them)."""
+        ckpt, state = super()._find_resume()
+        if ckpt is None:
+            return ckpt, state
+        if "trains" not in state:
+            raise ValueError(f"cannot resume {ckpt}: written by an older ume whose RL optimiser had one parameter "
+                             "group; start a fresh run")
         if int(state["step"]) % self.cfg.num_iterations:
             raise ValueError("resume: checkpoints must fall on a generation boundary (step % num_iterations == 0)")
-        self._restore(ckpt, state)
+        return ckpt, state
+
+    def _micro_batches(self) -> int:
+        """One generated batch serves num_iterations optimiser steps."""
+        return self.step // self.cfg.num_iterations * self.cfg.gradient_accumulation_steps
 
 
 def train_rl(cfg: RLConfig, eval_fn: EvalFn | None = None) -> Path:

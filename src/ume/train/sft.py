@@ -15,35 +15,22 @@ resume, trainer_state.json) and, at the end, the final model in the HF layout at
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from ume.backbone import Backbone, find_recipe, load_backbone
 from ume.train.collate import Collator, MicroBatch
 from ume.train.config import SFTConfig
 from ume.train.data import Mixture, load_mixture
-from ume.train.engine import (
-    BAD_ROWS,
-    TRAINER_STATE,
-    EvalFn,
-    Trainer,
-    find_checkpoint,
-    make_accelerator,
-    mean_over_ranks,
-    write_checkpoint,
-)
+from ume.train.engine import BAD_ROWS, EvalFn, Trainer, make_accelerator, mean_over_ranks
 from ume.train.losses import SFTLoss
-from ume.train.model import SFTModel, add_lora, param_groups, set_trainable, trainable_parameters
+from ume.train.model import SFTModel, add_lora, set_trainable, trainable_parameters
 from ume.train.step import full_batch_step, grad_cache_step
 
 
@@ -70,20 +57,11 @@ def _unbatched(x: MicroBatch) -> MicroBatch:
     return x
 
 
-def run_identity(cfg: SFTConfig, world: int) -> dict[str, Any]:
-    """What must not change across a resume for the data order and the optimisation to be exact."""
-    return {"global_batch": cfg.per_device_batch * world, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
-            "data": cfg.data, "data_weights": cfg.data_weights, "homogeneous_batches": cfg.homogeneous_batches,
-            "max_steps": cfg.max_steps, "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio,
-            # the saved optimiser restores its groups' rates and can only be loaded into the same groups
-            "learning_rate": cfg.learning_rate, "vision_lr": cfg.vision_lr, "merger_lr": cfg.merger_lr,
-            "trains": [cfg.train_vision, cfg.train_merger, cfg.train_llm]}
-
-
 class SFTTrainer(Trainer):
     """Holds the accelerated model, optimiser, scheduler and data of one run; `train()` runs it."""
 
     stage = "sft"
+    cfg: SFTConfig
 
     def __init__(self, cfg: SFTConfig, eval_fn: EvalFn | None = None) -> None:
         cfg.validate()
@@ -95,15 +73,10 @@ class SFTTrainer(Trainer):
         acc = self.acc
         # data first: a bad row must stop the run before the model is loaded
         self.mixture, bad = load_mixture(cfg.data, cfg.data_weights, cfg.media_root, recipe,
-                                         cfg.per_device_batch * acc.num_processes, cfg.seed,
+                                         cfg.per_device_train_batch_size * acc.num_processes, cfg.seed,
                                          cfg.homogeneous_batches, cfg.check_files, cfg.skip_bad_rows)
-        self.ckpt = find_checkpoint(self.out, cfg.resume)
-        if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out / "sft_config.json")
-            if self.ckpt is None:
-                (self.out / BAD_ROWS).write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
-        acc.wait_for_everyone()  # the output directory exists before any rank reports a bad row
+        self.ckpt, state = self._find_resume()
+        self._start_run(bad)
         if bad:
             acc.print(f"skipped {len(bad)} bad rows at validation (see {self.out / BAD_ROWS})")
         set_seed(cfg.seed)
@@ -112,33 +85,27 @@ class SFTTrainer(Trainer):
         hf.train()
         set_trainable(hf, cfg.train_vision, cfg.train_merger, cfg.train_llm)
         self.peft = add_lora(hf, cfg) if cfg.lora else None
-        if cfg.gradient_checkpointing:
-            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         module = SFTModel(hf, self.backbone.gen_id, self.backbone.disc_id, with_ce=with_ce)
         params = trainable_parameters(module)
-        groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
-                              {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio *
-                                  cfg.max_steps), num_training_steps=cfg.max_steps)
-        self.model, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
+        self._setup_optimisation(hf, module)
         self.loss_fn = SFTLoss(cfg.logit_scale, cfg.w_gen, cfg.w_disc, cfg.w_ce_qry, cfg.w_ce_pos)
         self.collator = Collator(self.backbone.processor, recipe, cfg.max_length, cfg.grad_cache_chunk,
                                  cfg.skip_bad_rows)
         self.step = 0
         if self.ckpt is not None:
-            self._load(self.ckpt)
+            self._restore(self.ckpt, state)
         n_train = sum(p.numel() for p in params)
         acc.print(f"trainable parameters: {n_train:,}; processes: {acc.num_processes}; "
-                  f"pairs per contrastive batch: {cfg.per_device_batch * acc.num_processes}; "
+                  f"pairs per contrastive batch: {cfg.per_device_train_batch_size * acc.num_processes}; "
                   f"start step: {self.step}")
 
     # --- the loop -----------------------------------------------------------------------------------
     def train(self) -> Path:
         cfg, acc = self.cfg, self.acc
         remaining = cfg.max_steps - self.step
-        data = PlanDataset(self.mixture, self.collator, acc.process_index, cfg.per_device_batch,
-                           self.step * cfg.grad_accum, remaining * cfg.grad_accum)
+        accum = cfg.gradient_accumulation_steps
+        data = PlanDataset(self.mixture, self.collator, acc.process_index, cfg.per_device_train_batch_size,
+                           self.step * accum, remaining * accum)
         if cfg.num_workers:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # own generator: creating the loader must not draw from the global RNG that resume restores
@@ -151,14 +118,14 @@ class SFTTrainer(Trainer):
             lrs = self._lrs()
             terms: dict[str, float] = {}
             tokens = 0
-            for _ in range(cfg.grad_accum):
+            for _ in range(accum):
                 mb = next(loader)
                 self._report(mb.skipped)
                 tokens += mb.tokens
                 with acc.accumulate(self.model):
                     got = self._micro(mb)
                 for k, v in got.items():
-                    terms[k] = terms.get(k, 0.0) + v / cfg.grad_accum
+                    terms[k] = terms.get(k, 0.0) + v / accum
             norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
             self.optimizer.step()
             self.scheduler.step()
@@ -171,22 +138,15 @@ class SFTTrainer(Trainer):
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k in ("loss", "gen", "disc", "ce_qry",
                                                                               "ce_pos")})
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.eval_fn is not None:
+            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
                 self._evaluate()
-            if self.step == cfg.max_steps or (cfg.save_every and self.step % cfg.save_every == 0):
+            if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
                 self.save_checkpoint()
         bar.close()
         self.export(self.out)
         acc.wait_for_everyone()
         acc.end_training()
         return self.out
-
-    def _lrs(self) -> dict[str, float]:
-        """{"lr": the LLM's learning rate} plus lr_vision / lr_merger where those towers have their own."""
-        towers = {g.get("name", "llm").split("/")[0]: lr
-                  for g, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True)}
-        main = towers.get("llm", next(iter(towers.values())))
-        return {"lr": main, **{f"lr_{t}": lr for t, lr in towers.items() if t != "llm" and lr != main}}
 
     def _micro(self, mb: MicroBatch) -> dict[str, float]:
         dev = self.acc.device
@@ -204,7 +164,7 @@ class SFTTrainer(Trainer):
 
     # --- checkpoints --------------------------------------------------------------------------------
     def export(self, directory: Path) -> None:
-        """HF layout (+ ume_recipe.json) loadable by `ume.load` and plain transformers; LoRA is merged."""
+        """The base export; with LoRA the adapter too, and the weights merged."""
         hf_state = self._hf_state()
         if self.acc.is_main_process:
             if self.peft is None:
@@ -215,19 +175,6 @@ class SFTTrainer(Trainer):
                 merged_lora(self.cfg.model, adapter, self.backbone).save(directory)
                 self._write_card(directory)
         self.acc.wait_for_everyone()
-
-    def save_checkpoint(self) -> Path:
-        state = {"step": self.step, "micro_batches": self.step * self.cfg.grad_accum,
-                 **run_identity(self.cfg, self.acc.num_processes)}
-        return write_checkpoint(self.acc, self.out, self.step, self.export, state)
-
-    def _load(self, ckpt: Path) -> None:
-        state = json.loads((ckpt / TRAINER_STATE).read_text())
-        expected = run_identity(self.cfg, self.acc.num_processes)
-        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
-        if diff:
-            raise ValueError(f"cannot resume {ckpt} exactly; changed settings (checkpoint, now): {diff}")
-        self._restore(ckpt, state)
 
 
 def merged_lora(base: str, adapter: Path, trained: Backbone) -> Backbone:
