@@ -124,7 +124,7 @@ def two_b_checkpoint(root: Path) -> Path:
     """A Qwen2-VL-2B-shaped random checkpoint with the real tokenizer (stack.md §9)."""
     from transformers import AutoModelForImageTextToText
 
-    from ume.tiny import _processor, tiny_config
+    from ume.tiny import _processor, chat_template, tiny_config
 
     cache = Path.home() / ".cache" / "ume-tests"
     tiktoken = cache / "qwen.tiktoken"
@@ -136,6 +136,7 @@ def two_b_checkpoint(root: Path) -> Path:
             tiktoken.write_bytes(z.read("dashscope/resources/qwen.tiktoken"))
     fam = FAMILIES["qwen2_vl"]
     tok = qwen2_tokenizer_from_tiktoken(tiktoken)
+    tok.chat_template = chat_template(fam)  # as build_tiny's tokenizers carry it
     ids = {t: tok.convert_tokens_to_ids(t) for t in fam.tokens}
     model = AutoModelForImageTextToText.from_config(tiny_config(fam, TWO_B, 151936, ids))
     out = root / "2b"

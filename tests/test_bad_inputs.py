@@ -25,7 +25,7 @@ from ume.batching import estimate_tokens, make_batch, prompt_overhead, token_bat
 from ume.embed.chunks import OUTPUT_FILES
 from ume.embed.job import run_embed
 from ume.embed.sources import read_items
-from ume.inputs import InputLimits, Item, load_item
+from ume.inputs import InputError, InputLimits, Item, load_item
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = EXAMPLES / "tiny-qwen2-vl"
@@ -416,6 +416,38 @@ def test_sft_media_must_be_regular_files(tmp_path):
     path.write_text(json.dumps([_sft_row(image="f.png"), _sft_row(image="z.png")]))
     pairs, bad = load_file(path, None, Recipe(), skip_bad_rows=True)
     assert not pairs and all("not a regular file" in b.reason for b in bad) and len(bad) == 2
+
+
+def test_sft_sides_load_through_inference_load_item(encoder, tmp_path):
+    """SFT decodes sides with `inputs.load_item` and its limits: a FIFO is refused unopened, a size limit holds,
+    a bad frame is the row's `video` field; the reasons are inference's, under the row's file, row and field."""
+    from ume.recipe import Recipe
+    from ume.train.collate import Collator
+    from ume.train.data import load_file
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "ok.png")
+    Image.new("RGB", (400, 400), "blue").save(tmp_path / "big.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    os.mkfifo(tmp_path / "f.png")
+    rows = [_sft_row(image="ok.png"), _sft_row(video=["ok.png", "bad.jpg"]), _sft_row(image="f.png"),
+            _sft_row(image="big.png"), _sft_row(image="ok\x00.png")]
+    path = tmp_path / "sft.json"
+    path.write_text(json.dumps(rows))
+    pairs, bad = load_file(path, None, Recipe(), check_files=False, skip_bad_rows=True)
+    assert [(b.row, b.field, b.stage) for b in bad] == [(4, "qry", "validate")] and "NUL" in bad[0].reason
+    collator = Collator(encoder.backbone.processor, encoder.backbone.recipe, 4096, skip_bad_rows=True)
+    collator.limits = InputLimits(num_frames=8, max_file_bytes=(tmp_path / "big.png").stat().st_size - 1)
+    mb = collator(pairs)
+    assert [r for _, r in mb.rows] == [0]
+    got = {b.row: (b.field, b.stage, b.reason) for b in mb.skipped}
+    assert got[1][:2] == ("qry.video", "load") and got[1][2].startswith(f"image {str(tmp_path / 'bad.jpg')!r}")
+    assert got[2][:2] == ("qry.image", "load") and "is a FIFO, not a regular file" in got[2][2]
+    assert got[3][:2] == ("qry.image", "load") and "exceeds the limit" in got[3][2]
+    for b in mb.skipped:  # the reason is the one inference gives for the same item
+        item = pairs[[p.row for p in pairs].index(b.row)].qry
+        with pytest.raises(InputError) as e:
+            load_item(item, 0, collator.limits)
+        assert e.value.reason == b.reason
 
 
 def test_rl_bad_media_at_rollout_time_is_skipped_reported_and_replaced(tmp_path):

@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 
 import ume
 from ume.backbone import load_backbone
-from ume.batching import make_batch
+from ume.batching import make_batch, prompt_texts
+from ume.inputs import Item
 from ume.recipe import GENERATION_PROMPT, Recipe
 from ume.tiny import build_tiny
 from ume.train.collate import IGNORE, Collator
 from ume.train.config import SFTConfig
-from ume.train.data import DataError, Mixture, Pair, Side, load_file, user_text
+from ume.train.data import DataError, Mixture, Pair, load_file, user_text
 from ume.train.engine import deepspeed_config
 from ume.train.losses import InfoNCE, SFTLoss
 from ume.train.model import SFTModel, param_groups, set_trainable, tower_of
@@ -117,15 +118,54 @@ def test_labels_cover_exactly_the_assistant_turn(backbone, sft_data):
     mb = collator(pairs)
     assert len(mb.qry) == 1 and mb.rows == [(p.file, p.row) for p in pairs]
     for side, name in ((mb.qry[0], "qry"), (mb.pos[0], "pos")):
-        loaded = [collator._load(getattr(p, name), name) for p in pairs]
-        prompt_only = make_batch(proc, recipe, loaded)
+        loaded = [collator.load(getattr(p, name), name) for p in pairs]
+        prompt_only = make_batch(proc, recipe, loaded)  # what inference feeds the model for these items
         ids, labels, mask = side["input_ids"], side["labels"], side["attention_mask"]
         for b, p in enumerate(pairs):
             supervised = labels[b] != IGNORE
-            assert int((mask[b].bool() & ~supervised).sum()) == int(prompt_only["attention_mask"][b].sum())
-            assert tok.decode(ids[b][supervised]) == getattr(p, name).response + "<|im_end|>\n"
+            prompt = ids[b][mask[b].bool() & ~supervised]
+            assert prompt.tolist() == prompt_only["input_ids"][b][prompt_only["attention_mask"][b].bool()].tolist()
+            assert tok.decode(ids[b][supervised]) == getattr(p, f"{name}_response") + "<|im_end|>\n"
             first = int(supervised.nonzero()[0])  # the prompt, assistant header included, precedes it
             assert tok.decode(ids[b, :first]).endswith("<|im_end|>\n<|im_start|>assistant\n")
+        visual = {k for k in prompt_only if k.startswith(("pixel_values", "image_grid", "video_grid"))}
+        assert visual and all(torch.equal(side[k], prompt_only[k]) for k in visual)  # the same pixels as inference
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_one_render_per_side_gives_the_full_conversation_render(tiny_dirs, sft_data, monkeypatch, family):
+    """Each side is rendered once (its inference prompt, the assistant turn appended), and the batch is
+    token-identical to the chat template's render of the whole conversation (what the collator fed before)."""
+    bb = load_backbone(str(tiny_dirs[family]), device="cpu", dtype=torch.float32)
+    proc, recipe = bb.processor, bb.recipe
+    pairs = pairs_of(sft_data, recipe, 6)
+    collator = Collator(proc, recipe, max_length=4096)
+    renders = []
+    render = proc.apply_chat_template
+    monkeypatch.setattr(proc, "apply_chat_template", lambda *a, **k: renders.append(k) or render(*a, **k))
+    mb = collator(pairs)
+    assert len(renders) == 2 * len(pairs) and all(k.get("add_generation_prompt") for k in renders)
+    monkeypatch.undo()
+    for side, name in ((mb.qry[0], "qry"), (mb.pos[0], "pos")):
+        loaded = [collator.load(getattr(p, name), name) for p in pairs]
+        responses = [getattr(p, f"{name}_response") for p in pairs]
+        whole = make_batch(proc, recipe, loaded, responses)
+        assert set(whole) | {"labels"} == set(side)
+        assert all(torch.equal(side[k], whole[k]) for k in whole)
+        prompts = prompt_texts(proc, recipe, loaded)
+        fulls = prompt_texts(proc, recipe, loaded, responses)
+        tails = proc.tokenizer([f[len(q):] for q, f in zip(prompts, fulls, strict=True)],
+                               add_special_tokens=False)["input_ids"]
+        for b, tail in enumerate(tails):
+            assert side["labels"][b, -len(tail):].tolist() == tail and (side["labels"][b, :-len(tail)] == IGNORE).all()
+
+    def other_header(messages, **kw):  # a template whose conversation does not continue its generation prompt
+        text = render(messages, **kw)
+        return text if kw.get("add_generation_prompt") else text.replace("<|im_start|>assistant", "<|im_start|>bot")
+
+    monkeypatch.setattr(proc, "apply_chat_template", other_header)
+    with pytest.raises(ValueError, match="cannot place labels on the assistant turn"):
+        Collator(proc, recipe, max_length=4096)
 
 
 def test_vectors_and_ce_from_one_teacher_forced_forward(backbone, sft_data):
@@ -208,8 +248,8 @@ def test_load_time_bad_rows_raise_or_are_skipped(backbone, sft_data):
 
 
 def fake_pairs(file: str, source: str, n: int) -> list[Pair]:
-    side = Side("t", "<gen_emb>", (), None)
-    return [Pair(side, side, source, file, i) for i in range(n)]
+    side = Item(text="t")
+    return [Pair(side, side, "<gen_emb>", "<gen_emb>", source, file, i) for i in range(n)]
 
 
 def test_mixture_homogeneous_weighted_seeded():

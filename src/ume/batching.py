@@ -67,9 +67,19 @@ def _image_patch_size(processor: Any) -> int:
 
 
 def make_batch(processor: Any, recipe: Recipe, items: Sequence[LoadedItem],
-               responses: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """One left-padded processor batch for `items` (the same call for inference and training)."""
-    texts = prompt_texts(processor, recipe, items, responses)
+               responses: Sequence[str] | None = None, texts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """One left-padded processor batch for `items` (the same call for inference and training).
+
+    `texts`: the items' conversations already rendered (`prompt_texts` + what follows), so a caller that also
+    needs the prompts renders each item once; without it they are rendered here (with `responses`, if given).
+    """
+    if texts is None:
+        texts = prompt_texts(processor, recipe, items, responses)
+    elif responses is not None:
+        raise ValueError("make_batch: give `texts` or `responses`, not both")
+    elif len(texts) != len(items):
+        raise ValueError(f"make_batch: {len(texts)} texts for {len(items)} items")
+    texts = list(texts)
     images: list[Visual] = []
     videos: list[list[Image.Image]] = []
     for it in items:

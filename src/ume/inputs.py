@@ -53,7 +53,17 @@ PIXEL_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexErro
 
 
 class InputError(ValueError):
-    """An item that cannot be embedded; the message names the item and the reason."""
+    """An item that cannot be embedded; the message names the item and the reason.
+
+    From `load_item`, `field` says which part failed ("images" or "video"; None: the item as a whole) and
+    `reason` is the message without the item's label, so a caller with its own names for the parts (SFT's
+    file, row and field) reports the same reason under those.
+    """
+
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = message if reason is None else reason
 
 
 @dataclass
@@ -452,12 +462,16 @@ def load_item(item: Item, index: int, limits: InputLimits) -> LoadedItem:
     try:
         check_item(item)
     except InputError as e:
-        raise InputError(f"{label}: {e}") from None
+        raise InputError(f"{label}: {e}", reason=str(e)) from None
     if not (item.text or "").strip() and not item.images and item.video is None:
-        raise InputError(f"{label}: empty item (no text, image or video)")
+        empty = "empty item (no text, image or video)"
+        raise InputError(f"{label}: {empty}", reason=empty)
     try:
         images = [load_image(src, limits) for src in item.images]
+    except InputError as e:
+        raise InputError(f"{label}: {e}", "images", str(e)) from None
+    try:
         video = None if item.video is None else load_video(item.video, limits)
     except InputError as e:
-        raise InputError(f"{label}: {e}") from None
+        raise InputError(f"{label}: {e}", "video", str(e)) from None
     return LoadedItem(text=item.text or "", images=images, video=video)

@@ -1,11 +1,13 @@
-"""Pairs -> model inputs: each side is the recipe's prompt plus its annotated assistant turn.
+"""Pairs -> model inputs: each side is the recipe's inference prompt plus its annotated assistant turn.
 
-The same `make_batch` as inference renders the conversation, so training and inference prompts cannot
-drift. Labels cover the assistant turn only (reasoning, answer, <gen_emb>, <|im_end|>, "\\n"): the
-system, user and assistant-header tokens (everything the prompt with add_generation_prompt=True holds)
-are -100. Sequences are left-padded, so the assistant turn is the last `n` tokens of each row, where
-`n` is the token count of the rendered conversation's suffix after the prompt; a row where that suffix
-does not tokenize identically inside the conversation is rejected rather than mislabelled.
+Each side is decoded by `inputs.load_item` and its prompt rendered by `batching.prompt_texts`, as at
+inference, so training and inference inputs cannot drift. The chat template renders each side once: the
+text trained on is that prompt + the response + the template's end of turn (`<|im_end|>\\n` on Qwen), what
+the model produces after the prompt at inference. Labels cover the assistant turn only (reasoning, answer,
+<gen_emb>, <|im_end|>, "\\n"): the system, user and assistant-header tokens (everything the prompt with
+add_generation_prompt=True holds) are -100. Sequences are left-padded, so the assistant turn is the last `n`
+tokens of each row, `n` its token count alone; a row where it does not tokenize identically after the prompt
+is rejected rather than mislabelled.
 """
 
 from __future__ import annotations
@@ -17,12 +19,28 @@ from typing import Any
 import torch
 
 from ume.batching import make_batch, prompt_texts
-from ume.inputs import InputError, InputLimits, LoadedItem, load_image, load_video
+from ume.inputs import InputError, InputLimits, Item, LoadedItem, load_item
 from ume.recipe import Recipe
-from ume.train.data import BadRow, DataError, Pair, Side
+from ume.train.data import BadRow, DataError, Pair
 
 IGNORE = -100
 Batch = dict[str, torch.Tensor]
+# The SFT name of the part of an item `load_item` names in InputError.field (None: the item as a whole).
+_FIELDS = {"images": ".image", "video": ".video"}
+_PROBE = "<ume-probe-response>"
+
+
+def turn_end(processor: Any, recipe: Recipe) -> str:
+    """What the chat template writes after an assistant message's text (`<|im_end|>\\n` on Qwen), read off one
+    probe conversation. Refuses a template that does not render a conversation as the generation prompt
+    followed by the message: labels could not be placed on the assistant turn alone."""
+    probe = LoadedItem("", [], None)
+    prompt = prompt_texts(processor, recipe, [probe])[0]
+    full = prompt_texts(processor, recipe, [probe], [_PROBE])[0]
+    if not full.startswith(prompt + _PROBE):
+        raise ValueError("the chat template does not render a conversation as its generation prompt followed by "
+                         "the assistant's text; SFT cannot place labels on the assistant turn")
+    return full[len(prompt) + len(_PROBE):]
 
 
 @dataclass
@@ -47,13 +65,14 @@ class Collator:
         self.processor, self.recipe = processor, recipe
         self.max_length, self.chunk, self.skip = max_length, chunk, skip_bad_rows
         self.limits = InputLimits(num_frames=recipe.num_frames)
+        self.turn_end = turn_end(processor, recipe)
 
     def __call__(self, pairs: Sequence[Pair]) -> MicroBatch:
         bad: list[BadRow] = []
         loaded: list[tuple[Pair, LoadedItem, LoadedItem]] = []
         for p in pairs:
             try:
-                loaded.append((p, self._load(p.qry, "qry"), self._load(p.pos, "pos")))
+                loaded.append((p, self.load(p.qry, "qry"), self.load(p.pos, "pos")))
             except DataError as e:
                 field_name, _, reason = str(e).partition(": ")
                 self._reject(bad, p, field_name, reason)
@@ -77,16 +96,13 @@ class Collator:
             raise DataError(row.message())
         bad.append(row)
 
-    def _load(self, side: Side, name: str) -> LoadedItem:
+    def load(self, item: Item, name: str) -> LoadedItem:
+        """Decode one side exactly as inference does; a failure raises DataError naming the row's field
+        (`qry.image`, `pos.video`, ...) with inference's reason."""
         try:
-            images = [load_image(p, self.limits) for p in side.images]
+            return load_item(item, 0, self.limits)
         except InputError as e:
-            raise DataError(f"{name}.image: {e}") from None
-        try:
-            video = None if side.video is None else load_video(side.video, self.limits)
-        except InputError as e:
-            raise DataError(f"{name}.video: {e}") from None
-        return LoadedItem(text=side.text, images=images, video=video)
+            raise DataError(f"{name}{_FIELDS.get(e.field or '', '')}: {e.reason}") from None
 
     def _build(self, group: list[tuple[Pair, LoadedItem, LoadedItem]],
                bad: list[BadRow]) -> tuple[Batch, Batch, list[tuple[str, int]]] | None:
@@ -94,8 +110,8 @@ class Collator:
         if not group:
             return None
         try:
-            qry, q_bad = self.side([g[1] for g in group], [g[0].qry.response for g in group])
-            pos, p_bad = self.side([g[2] for g in group], [g[0].pos.response for g in group])
+            qry, q_bad = self.side([g[1] for g in group], [g[0].qry_response for g in group])
+            pos, p_bad = self.side([g[2] for g in group], [g[0].pos_response for g in group])
         except Exception as e:  # the processor's own error; find the row(s) it belongs to
             if len(group) == 1:
                 self._reject(bad, group[0][0], "processor", f"{type(e).__name__}: {e}")
@@ -113,19 +129,21 @@ class Collator:
         return self._build([g for b, g in enumerate(group) if b not in problems], bad)
 
     def side(self, items: Sequence[LoadedItem], responses: Sequence[str]) -> tuple[Batch, dict[int, str]]:
-        """Processor batch + labels for one side; also {row: "field: reason"} for rows that cannot be labelled."""
-        batch = make_batch(self.processor, self.recipe, items, responses)
+        """Processor batch + labels for one side; also {row: "field: reason"} for rows that cannot be labelled.
+
+        One chat-template render per item: its inference prompt, to which the assistant turn is appended."""
         prompts = prompt_texts(self.processor, self.recipe, items)
-        fulls = prompt_texts(self.processor, self.recipe, items, responses)
-        suffixes = [f[len(p):] for p, f in zip(prompts, fulls, strict=True)]
-        suffix_ids = self.processor.tokenizer(suffixes, add_special_tokens=False)["input_ids"]
+        turns = [r + self.turn_end for r in responses]
+        texts = [p + t for p, t in zip(prompts, turns, strict=True)]
+        batch = make_batch(self.processor, self.recipe, items, texts=texts)
+        turn_ids = self.processor.tokenizer(turns, add_special_tokens=False)["input_ids"]
         ids, mask = batch["input_ids"], batch["attention_mask"]
         length = ids.shape[1]
         labels = torch.full_like(ids, IGNORE)
         problems: dict[int, str] = {}
-        for b, (prompt, full, tail) in enumerate(zip(prompts, fulls, suffix_ids, strict=True)):
+        for b, tail in enumerate(turn_ids):
             n = len(tail)
-            if not full.startswith(prompt) or ids[b, length - n:].tolist() != tail:
+            if ids[b, length - n:].tolist() != tail:
                 problems[b] = ("conversations[1].value: the response tokenizes differently inside the "
                                "conversation (leading whitespace?); cannot place the labels")
             elif int(mask[b].sum()) > self.max_length:

@@ -5,6 +5,10 @@ Record (`data_qwen.py`): {"qry": side, "pos": side, "source": str}, side = {"con
 <gen_emb>"}], "image": path | [paths] | "video": [frame paths] | dir}. Every row is checked before training
 (fields, types, the <gen_emb> tag, files exist), so a bad row stops the run at once with its file, row and
 field, or is skipped and reported, instead of crashing hours into an epoch.
+
+Each side becomes an `ume.Item`, what inference would embed, and is decoded by `inputs.load_item` when its
+batch is built: the size limits, file checks, image handling and frame sampling of inference apply to
+training too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ume.inputs import InputError, Item, check_item
 from ume.io import iter_json_lines
 from ume.recipe import Recipe
 
@@ -44,20 +49,14 @@ class BadRow:
 
 
 @dataclass(frozen=True)
-class Side:
-    """One side of a pair, ready for the recipe: user text (placeholders and prompt suffix stripped later
-    by the recipe), the annotated assistant turn, and resolved media paths."""
-
-    text: str
-    response: str
-    images: tuple[Path, ...]
-    video: Path | tuple[Path, ...] | None
-
-
-@dataclass(frozen=True)
 class Pair:
-    qry: Side
-    pos: Side
+    """One row: each side as the item inference would embed (user text with the prompt suffix cut, resolved
+    media paths) and its annotated assistant turn, the training target."""
+
+    qry: Item
+    pos: Item
+    qry_response: str
+    pos_response: str
     source: str  # homogeneous batches are drawn per (file, source)
     file: str
     row: int
@@ -104,8 +103,8 @@ def _paths(value: Any, where: str, root: Path) -> tuple[Path, ...]:
     return tuple(root / p for p in items)
 
 
-def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bool) -> Side:
-    """Validate one side; raises DataError whose message starts with the field name."""
+def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bool) -> tuple[Item, str]:
+    """Validate one side: its item and response; raises DataError whose message starts with the field name."""
     if not isinstance(side, dict):
         raise DataError(f"{name}: expected an object, got {type(side).__name__}")
     unknown_keys(side, SIDE_KEYS, name)
@@ -132,7 +131,13 @@ def parse_side(side: Any, name: str, root: Path, recipe: Recipe, check_files: bo
             check_media(p, f"{name}.image")
         for p in video if isinstance(video, tuple) else () if video is None else (video,):
             check_media(p, f"{name}.video", directory_ok=not isinstance(video, tuple))
-    return Side(text=text, response=response, images=images, video=video)
+    item = Item(text=text, images=[str(p) for p in images],
+                video=None if video is None else str(video) if isinstance(video, Path) else [str(p) for p in video])
+    try:
+        check_item(item)  # what load_item would refuse later (a NUL byte in a path, an unpaired surrogate)
+    except InputError as e:
+        raise DataError(f"{name}: {e}") from None
+    return item, response
 
 
 def keep_or_raise(bad: list[BadRow], file: str, row: int, error: DataError, skip: bool) -> None:
@@ -187,12 +192,12 @@ def load_file(path: str | Path, media_root: str | Path | None, recipe: Recipe, c
             source = rec.get("source", path.stem)
             if not isinstance(source, str):
                 raise DataError(f"source: expected a string, got {type(source).__name__}")
-            qry = parse_side(rec.get("qry"), "qry", root, recipe, check_files)
-            pos = parse_side(rec.get("pos"), "pos", root, recipe, check_files)
+            qry, qry_response = parse_side(rec.get("qry"), "qry", root, recipe, check_files)
+            pos, pos_response = parse_side(rec.get("pos"), "pos", root, recipe, check_files)
         except DataError as e:
             keep_or_raise(bad, str(path), i, e, skip_bad_rows)
             continue
-        pairs.append(Pair(qry, pos, source, str(path), i))
+        pairs.append(Pair(qry, pos, qry_response, pos_response, source, str(path), i))
     return pairs, bad
 
 
