@@ -1,4 +1,5 @@
-"""MMEB-V2 retrieval metrics, per query, exactly as `shared/spec/mmeb-v2.md` §7 defines them.
+"""MMEB-V2 retrieval metrics, per query, exactly as VLM2Vec's `src/utils/eval_utils/metrics.py`
+(github.com/TIGER-AI-Lab/VLM2Vec, the MMEB-V2 harness) computes them.
 
 Deviation from the reference, on purpose: graded NDCG pairs each relevant id with *its own* grade
 (max over duplicate pairs, grade > 0), built before any deduplication. The reference zips

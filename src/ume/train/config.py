@@ -1,6 +1,7 @@
 """`SFTConfig`: the knobs of the cold-start SFT stage on top of `EngineConfig`, paper values as defaults.
 
-Defaults follow `shared/spec/ume-r1.md` §6.3 (the reference `train_qwen.py` run); fields marked "our
+Defaults follow the UME-R1 SFT run (arXiv 2511.00405; the reference's
+`src/sft-train/qwenvl/train/train_qwen.py`); fields marked "our
 choice" are where the source is silent. `EngineConfig`'s defaults are already SFT's, so this class declares
 only SFT's own fields. The trainer reads only this object, never globals, so a run is fully described by
 `output/sft_config.json`.

@@ -3,7 +3,7 @@
 As TRL's configs build on transformers' `TrainingArguments`, `SFTConfig`, `RLConfig` and `PretrainConfig`
 build on `EngineConfig` and declare only their own fields; a stage whose paper value differs redeclares that
 field with its own default and help (as TRL's `GRPOConfig` does with `learning_rate`). The defaults here are
-the cold-start SFT's (`shared/spec/ume-r1.md` §6.3). Torch-free, so the CLI builds its options cheaply.
+the cold-start SFT's (the UME-R1 paper, arXiv 2511.00405). Torch-free, so the CLI builds its options cheaply.
 
 Renamed fields (`RENAMED`) keep their old names for one release: the constructor, `from_dict` (saved JSON
 configs) and the CLI accept them with a DeprecationWarning naming the new one.

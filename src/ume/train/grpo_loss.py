@@ -1,4 +1,5 @@
-"""GRPO policy loss for one side (query or target), exactly `shared/spec/ume-r1.md` §7.2.
+"""GRPO policy loss for one side (query or target), exactly the reference's
+(github.com/XMUDeepLIT/UME-R1 `src/r1-train/src/open_r1/trainer/grpo_trainer.py`).
 
     A_i  = (R_i − mean_grp R) / (std_grp R + 1e-4)             group = the G rollouts of one prompt
     ρ_t  = exp(logp_t − logp_old_t)

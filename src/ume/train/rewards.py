@@ -1,7 +1,7 @@
 """UME-R1's RL reward: format + (positive ratio in top-G) × (mean similarity gap), per rollout.
 
-Exactly `shared/spec/ume-r1.md` §7.1. For query rollout i of pair g(i), against every gathered target
-rollout j (N pairs × G rollouts, across all ranks):
+Exactly the reference's (github.com/XMUDeepLIT/UME-R1 `src/r1-train/src/open_r1/grpo_embed.py`). For query
+rollout i of pair g(i), against every gathered target rollout j (N pairs × G rollouts, across all ranks):
 
     rank_i = |Pos(i) ∩ top-G_j(s_ij)| / G          Pos(i) = the G target rollouts of the same pair
     gap_i  = mean_{j∈Pos(i)} s_ij − mean_{j∉Pos(i)} s_ij

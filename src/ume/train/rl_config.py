@@ -1,6 +1,7 @@
 """`RLConfig`: the knobs of the RL stage (GRPO with the embedding reward) on top of `EngineConfig`.
 
-Defaults follow `shared/spec/ume-r1.md` §7.3, with TRL `GRPOConfig` names and values where they exist
+Defaults follow the UME-R1 RL run (arXiv 2511.00405; github.com/XMUDeepLIT/UME-R1
+`src/r1-train/src/open_r1/trainer/grpo_config.py`), with TRL `GRPOConfig` names and values where they exist
 (`num_generations`, `beta`, `epsilon`, `loss_type`, ...); "our choice" marks where the source is silent. The
 engine fields whose paper value differs from SFT's are redeclared with the RL default. One difference from
 TRL: `per_device_train_batch_size` counts pairs here (each rolled out `num_generations` times per side),
