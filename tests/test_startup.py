@@ -59,6 +59,8 @@ def test_a_missing_model_or_device_is_named_before_any_work(capsys, tmp_path):
     code, err = run_main(capsys, "eval", "--model", str(tiny), "--task", "ImageNet-1K", "--device", "cuda:7",
                          "--data-root", str(tmp_path), "--output", str(tmp_path / "out2"))
     assert code == 2 and "device 'cuda:7'" in err and len(err.strip().splitlines()) == 2
+    code, err = run_main(capsys, "demo", "--models", str(tmp_path / "nowhere"), "--output", str(tmp_path / "d"))
+    assert code == 2 and "shipped demo models are not at" in err and not (tmp_path / "d").exists()
 
 
 def test_progress_in_a_log_file_is_plain_lines():

@@ -271,12 +271,17 @@ def demo_cmd(
     limit: Annotated[int, typer.Option(help="Queries per task (the full build has 200).")] = 20,
     pool_limit: Annotated[int, typer.Option(help="Global tasks: distractors besides the positives.")] = 30,
     samples: Annotated[int, typer.Option(help="pass@k: reasoning samples per query.")] = 8,
+    models: Annotated[Path | None, typer.Option(
+        help="Folder of the shipped demo models (default: the repository's models/).")] = None,
 ) -> None:
     """The built-in default: evaluate the shipped MiniMMEB models (disc, gen, oracle, pass@k)."""
-    from ume.demo import DemoPlan, ensure_data, run_demo, write_card
+    from ume.demo import MODELS, DemoPlan, ensure_data, run_demo, write_card
     from ume.demo import retrain as do_retrain
 
-    plan = DemoPlan()
+    plan = DemoPlan(models=models or MODELS)
+    if not retrain and not (plan.models / "ume-demo-sft").is_dir():  # ume installed from a wheel, not a clone
+        raise FileNotFoundError(f"the shipped demo models are not at {plan.models}: run `ume demo` from a clone of "
+                                "the repository, pass --models DIR, or build them with --retrain")
     times = None
     if retrain:
         ensure_data(plan)
