@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwargs
+from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
 
 from ume.backbone import Backbone
@@ -82,6 +84,11 @@ def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[P
         tmp.rename(final)
     acc.wait_for_everyone()
     return final
+
+
+def _as_is(x: Any) -> Any:
+    """The DataLoader's collate_fn: the datasets yield whole collated micro-batches."""
+    return x
 
 
 def changed_settings(state: dict[str, Any], expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -157,6 +164,35 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = self.acc.prepare(module, optimizer, scheduler)
 
     # --- the loop -------------------------------------------------------------------------------------
+    def _loader(self, data: Dataset) -> Iterator[Any]:
+        """The stage's micro-batches, already collated by `data`; with its own generator, so creating the loader
+        draws nothing from the global RNG that a resume restores."""
+        if self.cfg.num_workers:  # type: ignore[attr-defined]
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        return iter(DataLoader(data, batch_size=None, num_workers=self.cfg.num_workers,  # type: ignore[attr-defined]
+                               collate_fn=_as_is, generator=torch.Generator().manual_seed(self.cfg.seed)))
+
+    def _optimiser_step(self) -> float | None:
+        """Clip (when configured), step optimiser and schedule, count the step; the gradient norm before clipping."""
+        cfg = self.cfg
+        norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return None if norm is None else float(norm)
+
+    def _end_step(self, line: dict[str, Any], bar: Any, shown: tuple[str, ...]) -> None:
+        """Log the step, show `shown` on the bar, then the periodic eval and checkpoint."""
+        cfg = self.cfg
+        self._log(line)
+        bar.update(1)
+        bar.set_postfix({k: f"{line[k]:.3g}" for k in shown if k in line})
+        if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
+            self._evaluate()
+        if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
+            self.save_checkpoint()
+
     def _lrs(self) -> dict[str, float]:
         """{"lr": the LLM's learning rate} plus lr_vision / lr_merger where those towers have their own."""
         towers = {g.get("name", "llm").split("/")[0]: lr

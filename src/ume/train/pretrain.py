@@ -16,7 +16,6 @@ function of (seed, g). The exported model is a base checkpoint for `ume train sf
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ume.backbone import find_recipe, load_backbone
@@ -90,10 +89,6 @@ class StreamDataset(Dataset):
         level = min(1.0, micro / (cfg.curriculum * cfg.gradient_accumulation_steps)) if cfg.curriculum else 1.0
         first = (micro * self.world + self.rank) * b
         return self.collator([item(cfg.seed, "train", g, tuple(cfg.mix), level=level) for g in range(first, first + b)])
-
-
-def _unbatched(x: Any) -> Any:
-    return x
 
 
 class CaptionModel(nn.Module):
@@ -167,10 +162,7 @@ class PretrainTrainer(Trainer):
         accum = cfg.gradient_accumulation_steps
         data = StreamDataset(cfg, self.collator, acc.process_index, acc.num_processes, self.step * accum,
                              remaining * accum)
-        if cfg.num_workers:
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        loader = iter(DataLoader(data, batch_size=None, num_workers=cfg.num_workers, collate_fn=_unbatched,
-                                 generator=torch.Generator().manual_seed(cfg.seed)))
+        loader = self._loader(data)
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", unit="step",
                    disable=not (cfg.progress and acc.is_main_process))
         while self.step < cfg.max_steps:
@@ -188,21 +180,10 @@ class PretrainTrainer(Trainer):
                     terms[k] = terms.get(k, 0.0) + v
                     seen[k] = seen.get(k, 0) + 1
             terms = {k: v / (accum if k == "loss" else seen[k]) for k, v in terms.items()}
-            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
+            norm = self._optimiser_step()
             line = {"step": self.step, **lrs, **terms, **mean_over_ranks(acc, {"loss": terms["loss"]}),
-                    "grad_norm": None if norm is None else float(norm), "tokens": tokens,
-                    "step_time": time.perf_counter() - t0}
-            self._log(line)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k == "loss" or k.startswith("ce_")})
-            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
-                self._evaluate()
-            if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
-                self.save_checkpoint()
+                    "grad_norm": norm, "tokens": tokens, "step_time": time.perf_counter() - t0}
+            self._end_step(line, bar, ("loss", *(f"ce_{k}" for k in KINDS)))
         bar.close()
         self.export(self.out)
         acc.wait_for_everyone()

@@ -181,21 +181,10 @@ class RLTrainer(Trainer):
                         got = self._micro(sides, pair_ids, first=(it == 0), times=times)
                     for k, v in got.items():
                         logs[k] = logs.get(k, 0.0) + v / accum
-                norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
+                norm = self._optimiser_step()
                 line = {"step": self.step, "iteration": it, **self._lrs(), **mean_over_ranks(acc, logs),
-                        "grad_norm": None if norm is None else float(norm),
-                        **{f"time_{k}": v for k, v in times.items()}}
-                self._log(line)
-                bar.update(1)
-                bar.set_postfix({k: f"{line[k]:.3g}" for k in ("qry_reward", "tgt_reward", "qry_format") if k in line})
-                if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
-                    self._evaluate()
-                if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
-                    self.save_checkpoint()
+                        "grad_norm": norm, **{f"time_{k}": v for k, v in times.items()}}
+                self._end_step(line, bar, ("qry_reward", "tgt_reward", "qry_format"))
         bar.close()
         self.export(self.out)
         acc.end_training()

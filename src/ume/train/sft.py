@@ -15,13 +15,12 @@ resume, trainer_state.json) and, at the end, the final model in the HF layout at
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ume.backbone import Backbone, find_recipe, load_backbone
@@ -51,10 +50,6 @@ class PlanDataset(Dataset):
     def __getitem__(self, i: int) -> MicroBatch:
         rows = self.mixture.batch(self.start + i)
         return self.collator(rows[self.rank * self.per_device:(self.rank + 1) * self.per_device])
-
-
-def _unbatched(x: MicroBatch) -> MicroBatch:
-    return x
 
 
 class SFTTrainer(Trainer):
@@ -106,11 +101,7 @@ class SFTTrainer(Trainer):
         accum = cfg.gradient_accumulation_steps
         data = PlanDataset(self.mixture, self.collator, acc.process_index, cfg.per_device_train_batch_size,
                            self.step * accum, remaining * accum)
-        if cfg.num_workers:
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        # own generator: creating the loader must not draw from the global RNG that resume restores
-        loader = iter(DataLoader(data, batch_size=None, num_workers=cfg.num_workers, collate_fn=_unbatched,
-                                 generator=torch.Generator().manual_seed(cfg.seed)))
+        loader = self._loader(data)
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="sft", unit="step",
                    disable=not (cfg.progress and acc.is_main_process))
         while self.step < cfg.max_steps:
@@ -126,22 +117,10 @@ class SFTTrainer(Trainer):
                     got = self._micro(mb)
                 for k, v in got.items():
                     terms[k] = terms.get(k, 0.0) + v / accum
-            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            line = {"step": self.step, **lrs, **mean_over_ranks(self.acc, terms),
-                    "grad_norm": None if norm is None else float(norm), "tokens": int(self._sum(tokens)),
-                    "step_time": time.perf_counter() - t0}
-            self._log(line)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in line.items() if k in ("loss", "gen", "disc", "ce_qry",
-                                                                              "ce_pos")})
-            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.eval_fn is not None:
-                self._evaluate()
-            if self.step == cfg.max_steps or (cfg.save_steps and self.step % cfg.save_steps == 0):
-                self.save_checkpoint()
+            norm = self._optimiser_step()
+            line = {"step": self.step, **lrs, **mean_over_ranks(self.acc, terms), "grad_norm": norm,
+                    "tokens": int(self._sum(tokens)), "step_time": time.perf_counter() - t0}
+            self._end_step(line, bar, ("loss", "gen", "disc", "ce_qry", "ce_pos"))
         bar.close()
         self.export(self.out)
         acc.wait_for_everyone()
