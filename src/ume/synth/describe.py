@@ -25,7 +25,7 @@ from ume.synth.draw import crop_object, render_scene
 from ume.synth.rng import SPLIT_IDS, pick
 from ume.synth.scene import Obj, Policy, reading_order, sample_scene, scene_spec
 from ume.synth.video import KINDS as EVENT_KINDS
-from ume.synth.video import Event, EventPlanner, Video, cell_name, direction, policy_ok, render_video, state_at
+from ume.synth.video import Event, EventPlanner, Video, before, cell_name, direction, policy_ok, render_video, state_at
 from ume.synth.vocab import CELL_NAMES, DOC_COMPANIES, DOC_SECTORS, DOC_TOPICS
 
 PRETRAIN_SPLIT = 4  # after eval 0, holdout 1, sft 2, rl 3: no other split can draw these streams
@@ -87,12 +87,7 @@ def describe_crop(obj: Obj) -> str:
 def event_text(video: Video, e: Event) -> str:
     """One change, canonical: "frames 2 to 4: the blue triangle moves down from the centre to the bottom"."""
     o = video.objects[e.obj]
-    colour, cell = o.colour, o.cell
-    for prev in sorted((p for p in video.events if p.obj == e.obj and p.start < e.start), key=lambda p: p.start):
-        if prev.kind == "recolour":
-            colour = prev.to
-        elif prev.kind == "move":
-            cell = tuple(prev.to)
+    colour, cell = before(video, e)
     name = f"{colour} {o.shape}"
     if e.kind == "move":
         return (f"frames {e.start + 1} to {e.end + 1}: the {name} moves {direction(cell, e.to)} from the "

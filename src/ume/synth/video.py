@@ -105,7 +105,8 @@ class Happening:
         return Happening("disappear" if self.kind == "appear" else "appear", self.colour, self.shape)
 
 
-def happening(video: Video, event: Event) -> Happening:
+def before(video: Video, event: Event) -> tuple[str, tuple[int, int]]:
+    """The colour and cell of the event's object just before it starts (after its earlier recolours and moves)."""
     o = video.objects[event.obj]
     colour, cell = o.colour, o.cell
     for e in sorted((e for e in video.events if e.obj == event.obj and e.start < event.start), key=lambda e: e.start):
@@ -113,6 +114,12 @@ def happening(video: Video, event: Event) -> Happening:
             colour = e.to
         elif e.kind == "move":
             cell = tuple(e.to)
+    return colour, cell
+
+
+def happening(video: Video, event: Event) -> Happening:
+    o = video.objects[event.obj]
+    colour, cell = before(video, event)
     if event.kind == "move":
         return Happening("move", colour, o.shape, direction(cell, event.to))
     return Happening(event.kind, colour, o.shape, event.to if event.kind == "recolour" else "")
