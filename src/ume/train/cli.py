@@ -22,7 +22,7 @@ from ume.train.config import SFTConfig
 from ume.train.pretrain_config import PretrainConfig
 from ume.train.rl_config import RLConfig
 
-train_app = typer.Typer(no_args_is_help=True, help="Training stages: cold-start SFT, then RL.")
+train_app = typer.Typer(no_args_is_help=True, help="Training stages: perception pre-training, SFT, RL.")
 
 
 @train_app.callback()
@@ -91,13 +91,13 @@ _config_command("pretrain", PretrainConfig, _train_pretrain, """Perception pre-t
     generated on the fly from seeds no eval or training item uses; vision tower, merger and LLM train.
     `ume train pretrain --model BASE --output runs/pretrain`, then `ume train sft --model runs/pretrain`.
     """)
-_config_command("sft", SFTConfig, _train_sft, """Cold-start SFT (ume-r1.md §6): InfoNCE on both vectors + next-token CE.
+_config_command("sft", SFTConfig, _train_sft, """Cold-start SFT (UME-R1 stage 1): InfoNCE on both vectors + CE.
 
     One process: `ume train sft --model M --data sft.json`. Several (CPU or GPU):
     `torchrun --nproc_per_node N -m ume.train sft --config cfg.json` (on CPU use torchrun, not
     `accelerate launch --cpu`, which starts one process).
     """)
-_config_command("rl", RLConfig, _train_rl, """RL stage (ume-r1.md §7): GRPO with the embedding reward, both sides.
+_config_command("rl", RLConfig, _train_rl, """RL (UME-R1 stage 2): GRPO with the embedding reward, both sides.
 
     `ume train rl --model SFT_CHECKPOINT --data rl.json`; several processes:
     `torchrun --nproc_per_node N -m ume.train rl --config cfg.json`.
@@ -113,8 +113,10 @@ def perception_command(
     max_new_tokens: Annotated[int, typer.Option(help="Longest description.")] = 256,
     output: Annotated[Path | None, typer.Option(help="Write the whole report (per kind, examples) as JSON.")] = None,
 ) -> None:
-    """Perception accuracy: exact match per attribute of the model's descriptions of held-out renders
-    against the generator's ground truth (what pre-training must teach before SFT)."""
+    """Perception accuracy: exact match per attribute on held-out renders.
+
+    The model's greedy descriptions of fresh MiniMMEB-world renders against the generator's ground truth: what
+    pre-training must teach before SFT."""
     import json
 
     import torch

@@ -27,7 +27,7 @@ class SFTConfig(PairDataConfig):
     num_workers: int = knob(2, "DataLoader processes that decode media and run the processor ahead of the model.")
     max_length: int = knob(12288, "Longest prompt + response in tokens; longer rows are bad rows (paper: 12288).")
 
-    # --- loss (ume-r1.md §6.2)
+    # --- loss (the UME-R1 paper, SFT objective)
     logit_scale: float = knob(50.0, "Fixed InfoNCE scale s = 1/temperature (paper: 50, tau = 0.02).", fixed=True)
     w_gen: float = knob(1.0, "Weight of InfoNCE over the <gen_emb> states.", fixed=True)
     w_disc: float = knob(1.0, "Weight of InfoNCE over the <disc_emb> states.", fixed=True)

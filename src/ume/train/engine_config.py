@@ -118,7 +118,7 @@ class EngineConfig(JsonConfig):
     output: str = knob("", "Run directory (default runs/<stage>): <stage>_config.json, train_log.jsonl, "
                        "checkpoint-N/, the final model.")
 
-    # --- optimisation (paper SFT values, ume-r1.md §6.3)
+    # --- optimisation (paper SFT values)
     max_steps: int = knob(5000, "Optimiser steps (paper: 5000, about 3.5 passes over 1.46M pairs).", fixed=True)
     per_device_train_batch_size: int = knob(4, "Pairs per process per micro-batch (paper: 4 x 64 GPUs = 256 pairs "
                                             "per contrastive batch).")

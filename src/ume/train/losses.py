@@ -1,4 +1,4 @@
-"""The SFT objective (ume-r1.md §6.2), in the style of open_clip's `ClipLoss`.
+"""The SFT objective (the UME-R1 paper), in the style of open_clip's `ClipLoss`.
 
     L = w_g·InfoNCE(gen) + w_d·InfoNCE(disc) + w_q·CE(query turns) + w_t·CE(target turns)
     InfoNCE(Q, T) = ½ [CE(s·Q_r·T_allᵀ, y) + CE(s·T_r·Q_allᵀ, y)],  y_i = i + offset_r

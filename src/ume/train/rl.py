@@ -1,4 +1,4 @@
-"""RL stage (`ume train rl`): GRPO on generative embeddings, both sides rolled out (ume-r1.md §7).
+"""RL stage (`ume train rl`): GRPO on generative embeddings, both sides rolled out (the UME-R1 paper, stage 2).
 
 One optimiser micro-step:
 1. rollouts: G completions of each pair's query prompt and G of its target prompt (the rollout backend,

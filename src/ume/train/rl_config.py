@@ -42,7 +42,7 @@ class RLConfig(PairDataConfig):
     train_vision: bool = knob(True, "Train the vision tower (paper RL: trainable, unlike SFT).")
     save_steps: int = knob(50, "Checkpoint every N steps (paper: 50); 0 = only at the end.")
 
-    # --- GRPO (ume-r1.md §7.2-7.3)
+    # --- GRPO (the reference grpo_config.py / grpo_trainer.py)
     num_generations: int = knob(8, "G: completions per prompt, for the query and for the target side (paper: 8).",
                                 fixed=True)
     temperature: float = knob(1.0, "Rollout temperature (paper: 1.0).", fixed=True)
