@@ -235,16 +235,21 @@ def _not_regular(mode: int) -> str | None:
     return f"is {kind}, not a regular file (refused: reading it could block or never end)"
 
 
+def _stat(path: str | Path, what: str) -> os.stat_result:
+    """`os.stat` (following symlinks), its failures as the item's error."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} {_describe(path)}: file not found") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{what} {_describe(path)}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+
+
 def open_regular(path: str | Path, what: str, max_bytes: int) -> int:
     """An fd of a regular file of at most `max_bytes`: checked with `stat` (following symlinks) before it is
     opened, so a FIFO or a device is never opened, then again on the open fd (O_NONBLOCK: never blocks)."""
     shown = _describe(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(f"{what} {shown}: file not found") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{what} {shown}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+    st = _stat(path, what)
     why = _not_regular(st.st_mode)
     if why:
         raise InputError(f"{what} {shown}: {why}")
@@ -430,12 +435,7 @@ def load_video(src: VideoLike, limits: InputLimits) -> list[Image.Image]:
     if isinstance(src, (str, Path)):
         _check_source(src, "video")
         path = Path(src)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise InputError(f"video {_describe(src)}: file not found") from None
-        except (OSError, ValueError) as e:
-            raise InputError(f"video {_describe(src)}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+        st = _stat(src, "video")
         if stat.S_ISDIR(st.st_mode):
             try:
                 names = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
