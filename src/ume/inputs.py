@@ -214,6 +214,13 @@ class InputLimits:
     max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES  # per video file
 
 
+def as_list(value: Any) -> list[Any]:
+    """A media field that holds one value, a list of them or nothing, as a list (client inputs: mteb, ST)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _describe(src: Any) -> str:
     if isinstance(src, (str, Path)):
         return repr(str(src))

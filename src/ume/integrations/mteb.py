@@ -25,16 +25,10 @@ from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-from ume.inputs import Item
+from ume.inputs import Item, as_list
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
-
-
-def _as_list(x: Any) -> list[Any]:
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def batch_items(batch: dict[str, Any], instruction: str | None = None) -> list[Item]:
@@ -48,8 +42,8 @@ def batch_items(batch: dict[str, Any], instruction: str | None = None) -> list[I
         text = text or ""
         if instruction:
             text = f"{instruction} {text}".strip()
-        frames = _as_list(video) if video is not None else None
-        items.append(Item(text=text, images=_as_list(image), video=frames or None))
+        frames = as_list(video) if video is not None else None
+        items.append(Item(text=text, images=as_list(image), video=frames or None))
     return items
 
 

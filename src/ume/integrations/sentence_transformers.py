@@ -90,12 +90,6 @@ def _st_model_config() -> dict[str, Any]:
     }
 
 
-def _as_list(x: Any) -> list[Any]:
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def st_item(x: Any) -> Any:
     """One sentence-transformers input as a ume Item: a str is text (ume's rule: never guessed to be a path), a PIL
     image an image, a dict a ume item whose `image` / `images` / `video` may also hold bytes or PIL images (ST
@@ -103,7 +97,7 @@ def st_item(x: Any) -> Any:
     from PIL import Image
 
     from ume.encoder import as_item
-    from ume.inputs import InputError, Item, check_item
+    from ume.inputs import InputError, Item, as_list, check_item
 
     if isinstance(x, Image.Image):
         return Item(images=[x])
@@ -121,7 +115,7 @@ def st_item(x: Any) -> Any:
         raise InputError("fields 'image' and 'images' are both given; use one")
     images = x["image"] if x.get("image") is not None else x.get("images")
     rid = x.get("id")
-    item = Item(text=x.get("text") or "", images=_as_list(images), video=x.get("video"),
+    item = Item(text=x.get("text") or "", images=as_list(images), video=x.get("video"),
                 id=None if rid is None else str(rid))
     check_item(item)
     return item
