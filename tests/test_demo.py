@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from ume.demo import CARD, MODELS, DemoPlan, run_demo, write_card
+from ume.demo import CARD, MODELS, STAGES, DemoPlan, install_models, run_demo, train_log, write_card
 
 
 @pytest.mark.slow
@@ -27,3 +27,21 @@ def test_demo_runs_on_the_shipped_models(minimmeb_root, tmp_path):
     assert card["sft"]["steps"] == card["sft"]["config"]["max_steps"] and card["rl"]["steps"] > 0
     assert card["eval"]["table"] == summary["table"] and card["command_wall_seconds"] == {"sft": 1.0}
     assert "--resume latest" in card["commands"][1] and (models / CARD).is_file()
+
+
+def test_install_models_keeps_the_log_beside_the_model(tmp_path):
+    plan = DemoPlan(work=tmp_path / "work", models=tmp_path / "models")
+    for stage in STAGES:  # a finished run folder as `ume train` leaves it
+        run = plan.work / stage
+        (run / "model" / "adapter").mkdir(parents=True)
+        (run / "model" / "config.json").write_text("{}")
+        (run / "checkpoint-1").mkdir()
+        (run / "train_log.jsonl").write_text(f'{{"step": 1, "stage": "{stage}"}}\n')
+        (run / f"{stage}_config.json").write_text("{}")
+    (plan.models / "ume-demo-sft").mkdir(parents=True)
+    (plan.models / "ume-demo-sft" / "stale.bin").write_text("")
+    install_models(plan)
+    for stage in STAGES:
+        assert sorted(p.name for p in (plan.models / f"ume-demo-{stage}").iterdir()) == ["adapter", "config.json"]
+        assert json.loads(train_log(plan.models, stage).read_text())["stage"] == stage
+    assert not list(MODELS.glob("ume-demo-*/*.jsonl"))  # the shipped models: the model alone

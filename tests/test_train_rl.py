@@ -21,13 +21,13 @@ def cfg_for(tiny, minimmeb_root, out, **kw) -> RLConfig:
     return RLConfig(**{**base, **kw})
 
 
-def log(out):
-    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+def log(run):
+    return [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
 
 
 def test_rl_run_logs_every_term_and_exports(tiny_dirs, minimmeb_root, tmp_path):
     out = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "rl")).train()
-    lines = log(out)
+    lines = log(out.parent)
     assert [ln["step"] for ln in lines] == [1, 2]
     for key in ("qry_format", "qry_rank", "qry_gap", "qry_reward", "tgt_reward", "qry_kl", "qry_clip_fraction",
                 "qry_completion_length", "qry_forced", "time_rollout", "time_forward", "time_backward"):
@@ -43,7 +43,7 @@ def test_rl_run_logs_every_term_and_exports(tiny_dirs, minimmeb_root, tmp_path):
 def test_mu_greater_than_one_reuses_rollouts_and_clips(tiny_dirs, minimmeb_root, tmp_path):
     out = RLTrainer(cfg_for(tiny_dirs["qwen2_vl"], minimmeb_root, tmp_path / "mu", max_steps=2, num_iterations=2,
                             learning_rate=5e-2, beta=0.0, save_steps=2)).train()
-    lines = log(out)
+    lines = log(out.parent)
     assert [ln["iteration"] for ln in lines] == [0, 1]
     assert lines[1]["qry_clip_fraction"] > 0.0  # the second pass sees ratio != 1
 
@@ -59,9 +59,9 @@ def test_resume_is_exact(tiny_dirs, minimmeb_root, tmp_path):
 
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert [ln["step"] for ln in log(resumed)] == [1, 2, 3, 4]  # the crashed tail was dropped
-    later = [ln["qry_reward"] for ln in log(resumed)][2:]
-    assert [ln["qry_reward"] for ln in log(straight)][2:] == pytest.approx(later)
+    assert [ln["step"] for ln in log(resumed.parent)] == [1, 2, 3, 4]  # the crashed tail was dropped
+    later = [ln["qry_reward"] for ln in log(resumed.parent)][2:]
+    assert [ln["qry_reward"] for ln in log(straight.parent)][2:] == pytest.approx(later)
 
 
 def test_sequence_batch_keeps_generated_ids_and_masks_forced_token(encoder):
@@ -123,8 +123,8 @@ def test_a_pair_that_fails_to_decode_mid_run_is_reported_and_replaced(tiny_dirs,
     cfg = cfg_for(tiny_dirs["qwen2_vl"], root, tmp_path / "rl", data=[str(root / "train" / "rl.json")],
                   max_steps=3, per_device_train_batch_size=4, skip_bad_rows=True)
     out = RLTrainer(cfg).train()
-    assert [ln["step"] for ln in log(out)] == [1, 2, 3]
-    bad = [json.loads(x) for x in (out / "bad_rows.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in log(out.parent)] == [1, 2, 3]
+    bad = [json.loads(x) for x in (out.parent / "bad_rows.jsonl").read_text().splitlines()]
     assert len(bad) == 1  # met once, then replaced without being decoded again
     assert bad[0]["row"] == rows.index(broken) and bad[0]["field"] == "qry_image" and bad[0]["stage"] == "load"
     assert bad[0]["rank"] == 0 and "step" in bad[0]
@@ -192,7 +192,7 @@ def test_gradient_checkpointing_step_uses_the_current_call_and_the_same_numbers(
                                     gradient_checkpointing=True))
     assert not [w for w in seen if "gradient_checkpointing_enable" in str(w.message)]  # not the deprecated call
     assert trainer.backbone.model.model.language_model.gradient_checkpointing
-    a, b = log(plain)[0], log(trainer.train())[0]
+    a, b = log(plain.parent)[0], log(trainer.train().parent)[0]
     for key in ("loss", "qry_reward", "tgt_reward", "qry_kl", "grad_norm"):
         assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
 

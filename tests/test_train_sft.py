@@ -330,7 +330,10 @@ def test_short_run_lowers_loss_and_exports_loadable_model(tiny, sft_data, tmp_pa
 
     cfg = config(tiny, sft_data, tmp_path / "run", max_steps=40, eval_steps=20, warmup_ratio=0.1)
     out = train_sft(cfg, eval_fn=eval_fn)
-    lines = log_lines(out)
+    run = tmp_path / "run"
+    assert out == run / "model"  # the model alone, the run's own files beside it (what `hf upload` sends)
+    assert not [p.name for p in out.iterdir() if p.suffix == ".jsonl" or p.name.startswith(("checkpoint", "sft_"))]
+    lines = log_lines(run)
     steps = [x for x in lines if "eval" not in x]
     assert [x["step"] for x in steps] == list(range(1, 41)) and seen == [20, 40]
     at20, at40 = (np.array(x["eval"]["vector"]) for x in lines if "eval" in x)
@@ -338,15 +341,16 @@ def test_short_run_lowers_loss_and_exports_loadable_model(tiny, sft_data, tmp_pa
     final = ume.load(out, device="cpu").encode(["a red circle"], mode="disc", show_progress=False).embeddings[0]
     card = (out / "README.md").read_text()  # the model card, with this run's last logged step
     assert card.startswith("---\nlibrary_name: transformers") and "`max_steps=40`" in card
-    assert "Last logged step: step 40, " in card and (out / "checkpoint-40" / "README.md").is_file()
+    assert "Last logged step: step 40, " in card and (run / "checkpoint-40" / "README.md").is_file()
     assert json.loads((out / "modules.json").read_text())[0]["type"].endswith("UmeDiscEmbedding")  # for ST users
     assert np.allclose(final, at40, atol=1e-5)  # ... and at the last step it is the exported model
     for key in ("lr", "gen", "disc", "ce_qry", "ce_pos", "loss", "grad_norm", "tokens", "step_time"):
         assert key in steps[0]
     for k in ("loss", "gen", "disc", "ce_qry", "ce_pos"):
         assert np.mean([x[k] for x in steps[-5:]]) < np.mean([x[k] for x in steps[:5]]), k
-    assert (out / "checkpoint-40" / "trainer_state.json").is_file() and (out / "ume_recipe.json").is_file()
-    enc = ume.load(out, device="cpu")
+    assert (run / "checkpoint-40" / "trainer_state.json").is_file() and (out / "ume_recipe.json").is_file()
+    enc = ume.load(run, device="cpu")  # the run directory loads as its final model
+    assert enc.backbone.source == str(out)
     assert not enc.backbone.added_tokens  # the tokens travel with the checkpoint
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -403,7 +407,7 @@ def test_tower_learning_rates_and_their_log(tiny, sft_data, tmp_path):
     assert tower_of("model.visual.blocks.0.attn.qkv.weight") == "vision"
     out = train_sft(config(tiny, sft_data, tmp_path / "run", max_steps=2, warmup_ratio=0.0, lr_scheduler="constant",
                            train_vision=True, vision_lr=1e-5))
-    first = log_lines(out)[0]
+    first = log_lines(out.parent)[0]
     assert first["lr"] == 1e-3 and first["lr_vision"] == 1e-5 and "lr_merger" not in first
     with pytest.raises(ValueError, match="merger_lr"):
         config(tiny, sft_data, tmp_path / "bad", merger_lr=0.0).validate()
@@ -422,19 +426,21 @@ def test_resume_is_exact(tiny, sft_data, tmp_path):
     with pytest.raises(Crash):  # dies at step 4, after checkpoint-3
         train_sft(config(tiny, sft_data, tmp_path / "resumed", eval_steps=4, **kw), eval_fn=crash)
     assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-3"]
+    with pytest.raises(FileNotFoundError, match=r"no finished model/ .* latest checkpoint is .*checkpoint-3"):
+        ume.load(tmp_path / "resumed", device="cpu")  # a run that has not finished names what it has
     resumed = train_sft(config(tiny, sft_data, tmp_path / "resumed", resume="latest", **kw))
     a, b = params(straight), params(resumed)
     assert a.keys() == b.keys()
     for n in a:
         torch.testing.assert_close(b[n], a[n], atol=1e-7, rtol=0, msg=n)
-    la, lb = log_lines(straight), log_lines(resumed)
+    la, lb = log_lines(straight.parent), log_lines(resumed.parent)
     assert [x["step"] for x in lb] == list(range(1, 7))
     assert [x["loss"] for x in lb] == pytest.approx([x["loss"] for x in la], rel=1e-6)
     with pytest.raises(ValueError, match=r"cannot resume .* exactly"):
-        train_sft(config(tiny, sft_data, tmp_path / "resumed", resume=str(resumed / "checkpoint-3"),
+        train_sft(config(tiny, sft_data, tmp_path / "resumed", resume=str(resumed.parent / "checkpoint-3"),
                          **{**kw, "seed": 1}))
     with pytest.raises(ValueError, match="merger_lr"):  # the saved optimiser would silently keep the old rate
-        train_sft(config(tiny, sft_data, tmp_path / "resumed", resume=str(resumed / "checkpoint-3"),
+        train_sft(config(tiny, sft_data, tmp_path / "resumed", resume=str(resumed.parent / "checkpoint-3"),
                          **{**kw, "merger_lr": 1e-4}))
 
 
@@ -478,7 +484,7 @@ def test_lora_adapters_saved_and_merged_on_export(tiny, sft_data, tmp_path):
     out = train_sft(config(tiny, sft_data, tmp_path / "lora", lora=True, max_steps=3, learning_rate=1e-2,
                            lora_dropout=0.0))
     adapter = out / "adapter"
-    assert (adapter / "adapter_config.json").is_file() and (out / "checkpoint-3" / "adapter").is_dir()
+    assert (adapter / "adapter_config.json").is_file() and (out.parent / "checkpoint-3" / "adapter").is_dir()
     card = (out / "README.md").read_text()  # the model card comes with a LoRA export too
     assert "stage: cold-start SFT" in card and '"lora": true' not in card and "`lora=true`" in card
     merged = params(out)
@@ -510,6 +516,7 @@ def test_cli_maps_options_and_runs_dume(tiny, sft_data, tmp_path):
             "--data-weights", "1", "--data-weights", "0.5", "--no-homogeneous-batches"]
     result = CliRunner().invoke(train_app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
+    assert f"final model: {out / 'model'}\n" in result.output
     saved = SFTConfig.load(out / "sft_config.json")
     assert saved.max_steps == 2 and saved.data_weights == [1.0, 0.5] and saved.homogeneous_batches is False
     assert saved.learning_rate == base.learning_rate and saved.disc_only and saved.w_gen == 0
@@ -597,7 +604,7 @@ def test_old_field_names_still_work_for_one_release(tiny, sft_data, tmp_path):
     train_sft(new)
     assert [x["loss"] for x in log_lines(tmp_path / "cli")] == [x["loss"] for x in log_lines(tmp_path / "new")]
     assert [p.name for p in sorted((tmp_path / "cli").glob("checkpoint-*"))] == ["checkpoint-1", "checkpoint-2"]
-    a, b = params(tmp_path / "new"), params(tmp_path / "cli")
+    a, b = params(tmp_path / "new" / "model"), params(tmp_path / "cli" / "model")
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 

@@ -97,7 +97,7 @@ def find_recipe(source: str | Path) -> Recipe:
     """The checkpoint's `ume_recipe.json` — from a local directory, or the hub repo (or its cache offline) —
     else the reference recipe. Only an absent file falls back: a malformed one is an error, never ignored.
     Inference and both trainers resolve recipes through here."""
-    check_source(str(source))
+    source = resolve_source(source)
     local = Path(source)
     if local.is_dir():
         return Recipe.load(local)
@@ -129,6 +129,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return dev
+
+
+RUN_MODEL_DIR = "model"
+"""Where `ume train ... --output DIR` puts the final model: DIR/model, with the run's own files beside it."""
+
+
+def resolve_source(source: str | Path) -> str:
+    """The checkpoint a model argument names, checked (`check_source`): a hub id or a checkpoint directory as
+    given; a ume run directory (no config.json of its own, a finished `model/` inside) as that final model."""
+    source = str(source)
+    check_source(source)
+    local = Path(source).expanduser()
+    if local.is_dir() and not (local / "config.json").is_file():
+        if (local / RUN_MODEL_DIR / "config.json").is_file():
+            return str(local / RUN_MODEL_DIR)
+        done = sorted((p.name for p in local.glob("checkpoint-*") if (p / "config.json").is_file()),
+                      key=lambda n: int(n[11:]) if n[11:].isdigit() else -1)
+        hint = f"; its latest checkpoint is {local / done[-1]}" if done else ""
+        raise FileNotFoundError(f"model {source!r}: the directory has no config.json (not a checkpoint) and no "
+                                f"finished {RUN_MODEL_DIR}/ of a training run{hint}")
+    return source
 
 
 @cache
@@ -188,8 +209,7 @@ def load_backbone(name_or_path: str | Path, device: str | torch.device | None = 
     per image; it changes the vectors, and so the recipe digest that keys caches)."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    source = str(name_or_path)
-    check_source(source)
+    source = resolve_source(name_or_path)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     config = AutoConfig.from_pretrained(source)

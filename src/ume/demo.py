@@ -18,6 +18,7 @@ from typing import Any
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 CARD = "TRAINING_CARD.json"
+STAGES = ("sft", "rl")
 
 
 @dataclass(frozen=True)
@@ -65,23 +66,36 @@ def ensure_data(plan: DemoPlan) -> Path:
 
 def retrain(plan: DemoPlan) -> dict[str, Any]:
     """Run the training commands, time them, and copy the results into `plan.models`."""
-    import shutil
-
     times = {}
     for cmd in plan.training_commands():
         print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
         t = time.perf_counter()
         subprocess.run(cmd, check=True)
         times["tiny build" if cmd[3] == "tiny" else cmd[4]] = time.perf_counter() - t  # "sft", "rl"
-    for name, src in (("ume-demo-sft", plan.work / "sft"), ("ume-demo-rl", plan.work / "rl")):
-        dst = plan.models / name
+    install_models(plan)
+    return times
+
+
+def install_models(plan: DemoPlan) -> None:
+    """Copy each stage's final model (`<run>/model`) to `models/ume-demo-<stage>` and its training log to
+    `models/train_logs/<stage>.jsonl`: beside the model, not in it (the model folders upload as they are)."""
+    import shutil
+
+    from ume.backbone import RUN_MODEL_DIR
+
+    for stage in STAGES:
+        src, dst = plan.work / stage / RUN_MODEL_DIR, plan.models / f"ume-demo-{stage}"
         if dst.exists():
             shutil.rmtree(dst)
-        dst.mkdir(parents=True)
-        for f in src.iterdir():  # the exported model and its training log; run configs live in models/
-            if f.is_file() and f.name not in ("sft_config.json", "rl_config.json", "bad_rows.jsonl"):
-                shutil.copy2(f, dst / f.name)
-    return times
+        shutil.copytree(src, dst)
+        log = train_log(plan.models, stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(plan.work / stage / "train_log.jsonl", log)
+
+
+def train_log(models: Path, stage: str) -> Path:
+    """Where the shipped training log of `stage` lives."""
+    return models / "train_logs" / f"{stage}.jsonl"
 
 
 def _evaluate(model: Path, data: Path, out: Path, benchmark: str, qry: str, tgt: str, oracle: bool,
@@ -239,9 +253,9 @@ def write_card(plan: DemoPlan, times: dict[str, float], summary: dict[str, Any])
                      .replace(f"{MODELS.parent}/", "") for cmd in plan.training_commands()],
         "data": {"benchmark": "MiniMMEB", "scale": plan.scale, "seed": plan.seed},
         "sft": {"config": json.loads((plan.models / "sft_config.json").read_text()),
-                **last(plan.models / "ume-demo-sft" / "train_log.jsonl")},
+                **last(train_log(plan.models, "sft"))},
         "rl": {"config": json.loads((plan.models / "rl_config.json").read_text()),
-               **last(plan.models / "ume-demo-rl" / "train_log.jsonl")},
+               **last(train_log(plan.models, "rl"))},
         "command_wall_seconds": times,
         "times_note": ("train_seconds sums the optimiser-step times of the whole run (data waits excluded); "
                        "command_wall_seconds is this retrain's wall time per command, where a stage that "

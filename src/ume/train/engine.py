@@ -17,7 +17,7 @@ from accelerate import Accelerator, DeepSpeedPlugin, DistributedDataParallelKwar
 from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
 
-from ume.backbone import Backbone
+from ume.backbone import RUN_MODEL_DIR, Backbone
 from ume.train.data import BadRow
 from ume.train.engine_config import EngineConfig
 from ume.train.model import param_groups
@@ -223,6 +223,12 @@ class Trainer:
         self._log({"step": self.step, "eval": result})
 
     # --- checkpoints ----------------------------------------------------------------------------------
+    @property
+    def final(self) -> Path:
+        """Where the final model is exported: `<output>/model`, only the model (the folder `hf upload` sends),
+        with the run's config, logs and checkpoints beside it rather than in it."""
+        return self.out / RUN_MODEL_DIR
+
     def export(self, directory: Path) -> None:
         """HF layout (+ ume_recipe.json, model card) loadable by `ume.load` and plain transformers."""
         hf_state = self._hf_state()

@@ -116,7 +116,7 @@ class EngineConfig(JsonConfig):
     model: str = knob("", "Initial checkpoint (local dir or hub id): pretrain starts from a base VLM, SFT from the "
                       "pre-trained model (the paper: Qwen2-VL-{2B,7B}-Instruct), RL from the SFT checkpoint.")
     output: str = knob("", "Run directory (default runs/<stage>): <stage>_config.json, train_log.jsonl, "
-                       "checkpoint-N/, the final model.")
+                       "checkpoint-N/, and model/ (the final model).")
 
     # --- optimisation (paper SFT values)
     max_steps: int = knob(5000, "Optimiser steps (paper: 5000, about 3.5 passes over 1.46M pairs).", fixed=True)

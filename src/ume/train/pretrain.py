@@ -185,14 +185,14 @@ class PretrainTrainer(Trainer):
                     "grad_norm": norm, "tokens": tokens, "step_time": time.perf_counter() - t0}
             self._end_step(line, bar, ("loss", *(f"ce_{k}" for k in KINDS)))
         bar.close()
-        self.export(self.out)
+        self.export(self.final)
         acc.wait_for_everyone()
         acc.end_training()
-        return self.out
+        return self.final
 
 
 def train_pretrain(cfg: PretrainConfig, eval_fn: EvalFn | None = None) -> Path:
-    """Run perception pre-training as configured; returns the output directory (final model at its top)."""
+    """Run perception pre-training as configured; returns the final model's directory (`<output>/model`)."""
     if eval_fn is None and cfg.eval_steps:
         from ume.train.perception import perception_eval_fn
 

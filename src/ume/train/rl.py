@@ -186,9 +186,9 @@ class RLTrainer(Trainer):
                         "grad_norm": norm, **{f"time_{k}": v for k, v in times.items()}}
                 self._end_step(line, bar, ("qry_reward", "tgt_reward", "qry_format"))
         bar.close()
-        self.export(self.out)
+        self.export(self.final)
         acc.end_training()
-        return self.out
+        return self.final
 
     def _micro(self, sides: dict[str, dict[str, Any]], pair_ids: torch.Tensor, first: bool,
                times: dict[str, float]) -> dict[str, float]:
@@ -242,5 +242,5 @@ class RLTrainer(Trainer):
 
 
 def train_rl(cfg: RLConfig, eval_fn: EvalFn | None = None) -> Path:
-    """Run the RL stage as configured; returns the output directory (final model at its top level)."""
+    """Run the RL stage as configured; returns the final model's directory (`<output>/model`)."""
     return RLTrainer(cfg, eval_fn).train()

@@ -9,7 +9,7 @@ save/load of model, optimizer, scheduler and RNG states. Launch on CPU with torc
 
 Layout of `output`: sft_config.json, train_log.jsonl (one line per optimiser step), bad_rows.jsonl,
 checkpoint-N/ (HF weights + processor + ume_recipe.json, adapter/ with LoRA, training_state/ for exact
-resume, trainer_state.json) and, at the end, the final model in the HF layout at the top level.
+resume, trainer_state.json) and, at the end, model/: the final model in the HF layout, nothing else.
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ class SFTTrainer(Trainer):
                     "tokens": int(self._sum(tokens)), "step_time": time.perf_counter() - t0}
             self._end_step(line, bar, ("loss", "gen", "disc", "ce_qry", "ce_pos"))
         bar.close()
-        self.export(self.out)
+        self.export(self.final)
         acc.wait_for_everyone()
         acc.end_training()
-        return self.out
+        return self.final
 
     def _micro(self, mb: MicroBatch) -> dict[str, float]:
         dev = self.acc.device
@@ -167,5 +167,5 @@ def merged_lora(base: str, adapter: Path, trained: Backbone) -> Backbone:
 
 
 def train_sft(cfg: SFTConfig, eval_fn: EvalFn | None = None) -> Path:
-    """Run cold-start SFT as configured; returns the output directory (final model at its top level)."""
+    """Run cold-start SFT as configured; returns the final model's directory (`<output>/model`)."""
     return SFTTrainer(cfg, eval_fn).train()
