@@ -62,7 +62,7 @@ def test_rows_of_jsonl_json_arrays_and_parquet(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"x": 1}\nnot json\n\n[1, 2]\n{"x": 2}\n')
     rows = list(iter_rows(tmp_path / "a.jsonl"))
     assert rows[0] == {"x": 1} and rows[3] == {"x": 2}
-    assert rows[1] == {"__error__": "a.jsonl:2: invalid JSON (Expecting value)"}
+    assert rows[1] == {"__error__": "a.jsonl:2: invalid JSON (Expecting value at column 1)"}
     assert rows[2] == {"__error__": "a.jsonl:4: not a JSON object"}
     (tmp_path / "b.json").write_text(json.dumps([{"x": 1}, 3]))
     assert list(iter_rows(tmp_path / "b.json")) == [{"x": 1}, {"__error__": "b.json[1]: not a JSON object"}]

@@ -120,9 +120,11 @@ def _se(summary: dict[str, Any], run: str) -> float:
 
 def examples(run_dir: Path, n: int = 3) -> list[dict[str, Any]]:
     """A few gen-mode queries with their reasoning and the rank of their positive."""
+    from ume.io import read_jsonl
+
     picked = []
     for pred in sorted((run_dir / "runs" / "gen-gen").rglob("*_pred.jsonl")):
-        rows = [json.loads(x) for x in pred.read_text().splitlines()]
+        rows = read_jsonl(pred)
         if not rows:
             continue
         row = rows[0]
@@ -239,10 +241,10 @@ def render(summary: dict[str, Any]) -> str:
 
 def write_card(plan: DemoPlan, times: dict[str, float], summary: dict[str, Any]) -> Path:
     """models/TRAINING_CARD.json: how the shipped models were made and what they scored."""
-    from ume.io import write_json
+    from ume.io import read_jsonl, write_json
 
     def last(log: Path) -> dict[str, Any]:
-        rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        rows = read_jsonl(log)
         steps = [r for r in rows if "eval" not in r]
         return {"steps": steps[-1]["step"], "final": steps[-1],
                 "train_seconds": sum(r.get("step_time", 0.0) or sum(v for k, v in r.items() if k.startswith("time_"))

@@ -117,24 +117,29 @@ def iter_json_lines(path: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYT
     malformed line, a too-deep or too-long line is that line's `error`; the other lines are unaffected. A UTF-8
     byte-order mark before the first line is ignored."""
     for n, raw in iter_lines(path, max_line_bytes):
-        if raw is None:
-            yield JsonLine(n, error=f"line longer than {max_line_bytes} bytes")
-            continue
-        if n == 1:
-            raw = raw.removeprefix(b"\xef\xbb\xbf")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            yield JsonLine(n, error=f"invalid UTF-8 (byte {e.start} of the line: {raw[e.start:e.start + 1]!r})")
-            continue
-        if not text.strip():
-            continue
-        try:
-            yield JsonLine(n, json.loads(text))
-        except json.JSONDecodeError as e:
-            yield JsonLine(n, error=f"invalid JSON ({e.msg} at column {e.colno})")
-        except (ValueError, RecursionError) as e:  # an integer too long to convert, nesting too deep
-            yield JsonLine(n, error=f"invalid JSON ({type(e).__name__}: {str(e)[:200]})")
+        line = parse_json_line(raw, n) if raw is not None else JsonLine(n, error=f"line longer than {max_line_bytes} "
+                                                                                 "bytes")
+        if line is not None:
+            yield line
+
+
+def parse_json_line(raw: bytes, number: int) -> JsonLine | None:
+    """One line's bytes (without its "\\n"), decoded the way `iter_json_lines` decodes each line; None for a blank
+    line. For readers that already hold the bytes (a log to be rewritten, a sidecar read whole)."""
+    if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return JsonLine(number, error=f"invalid UTF-8 (byte {e.start} of the line: {raw[e.start:e.start + 1]!r})")
+    if not text.strip():
+        return None
+    try:
+        return JsonLine(number, json.loads(text))
+    except json.JSONDecodeError as e:
+        return JsonLine(number, error=f"invalid JSON ({e.msg} at column {e.colno})")
+    except (ValueError, RecursionError) as e:  # an integer too long to convert, nesting too deep
+        return JsonLine(number, error=f"invalid JSON ({type(e).__name__}: {str(e)[:200]})")
 
 
 # --- run folders ---------------------------------------------------------------------------------------------

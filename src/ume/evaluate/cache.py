@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ume.inputs import Item
-from ume.io import atomic_write
+from ume.io import atomic_write, parse_json_line
 
 StampMode = Literal["stat", "sample", "content"]
 STAMP_MODE: StampMode = "sample"  # see media_stamp; benchmarks/cache_keys.py measures the three
@@ -193,14 +193,15 @@ class EmbeddingCache:
             lines = sidecar.read_bytes().split(b"\n")
         except OSError as e:
             raise DamagedChunk(f"sidecar {sidecar.name} unreadable ({e.strerror or e})") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
+        for n, raw in enumerate(lines, 1):
+            line = parse_json_line(raw, n)
+            if line is None:
                 continue
-            try:
-                rec = json.loads(line.decode("utf-8"))
-                recs[rec["key"]] = rec
-            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-                raise DamagedChunk(f"sidecar {sidecar.name} line {n} is torn or malformed ({e})") from None
+            rec = line.value
+            if line.error is not None or not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
+                why = line.error or "not a record with a key"
+                raise DamagedChunk(f"sidecar {sidecar.name} line {n} is torn or malformed ({why})")
+            recs[rec["key"]] = rec
         missing = [k for k in keys if k not in recs]
         if missing:
             raise DamagedChunk(f"sidecar {sidecar.name} lacks the records of {len(missing)} key(s)")

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from ume.evaluate.tasks import MMEB_MEDIA
 from ume.evaluate.unpack import ARCHIVES
+from ume.io import iter_json_lines
 
 Origin = Literal["data-root", "hf-cache"]
 HASH_LIMIT = 64 * 2**20  # annotation files up to 64 MiB are hashed; larger ones are recorded by size
@@ -168,16 +169,9 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
         if isinstance(data, dict):
             yield data
             return
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield {"__error__": f"{path.name}:{n}: invalid JSON ({e.msg})"}
-                continue
-            yield row if isinstance(row, dict) else {"__error__": f"{path.name}:{n}: not a JSON object"}
+    for line in iter_json_lines(path):
+        error = line.error or (None if isinstance(line.value, dict) else "not a JSON object")
+        yield line.value if error is None else {"__error__": f"{path.name}:{line.number}: {error}"}
 
 
 def _relative(path: Path, base: Path) -> str:

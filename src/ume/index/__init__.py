@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ume.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Item
-from ume.io import atomic_write, read_jsonl, write_json, write_jsonl, write_npy
+from ume.io import atomic_write, iter_json_lines, read_jsonl, write_json, write_jsonl, write_npy
 
 TEXT_SUFFIXES = {".txt", ".md"}
 FORMAT = 1
@@ -100,20 +100,14 @@ def read_item_rows(path: str | Path) -> list[tuple[int, dict[str, Any] | None, s
     to the file. A line that is not a JSON object is that row's error; the others keep their rows."""
     path = Path(path)
     rows: list[tuple[int, dict[str, Any] | None, str | None]] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-                if not isinstance(value, dict):
-                    raise ValueError("expected a JSON object")
-            except ValueError as e:
-                rows.append((len(rows), None, f"{path.name}:{number}: invalid item row ({e})"))
-                continue
-            value = {k: _resolve(v, path.parent) if k in ("image", "images", "video") else v
-                     for k, v in value.items()}
-            rows.append((len(rows), value, None))
+    for line in iter_json_lines(path):
+        error = line.error or (None if isinstance(line.value, dict) else "expected a JSON object")
+        if error is not None:
+            rows.append((len(rows), None, f"{path.name}:{line.number}: invalid item row ({error})"))
+            continue
+        value = {k: _resolve(v, path.parent) if k in ("image", "images", "video") else v
+                 for k, v in line.value.items()}
+        rows.append((len(rows), value, None))
     return rows
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
 
 from ume.backbone import RUN_MODEL_DIR, Backbone
+from ume.io import iter_json_lines, parse_json_line
 from ume.train.data import BadRow
 from ume.train.engine_config import EngineConfig
 from ume.train.model import param_groups
@@ -279,28 +280,20 @@ class Trainer:
 
 
 def last_log_line(path: Path) -> dict[str, Any] | None:
-    """The last training-step line of a log (eval lines skipped), or None."""
+    """The last training-step line of a log (eval lines and unreadable lines skipped), or None."""
     if not path.is_file():
         return None
-    for raw in reversed(path.read_bytes().splitlines()):
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(line, dict) and "loss" in line:
-            return line
-    return None
+    steps = [ln.value for ln in iter_json_lines(path) if isinstance(ln.value, dict) and "loss" in ln.value]
+    return steps[-1] if steps else None
 
 
 def kept_log_lines(blob: bytes, step: int) -> list[bytes]:
-    """Lines of train_log.jsonl up to `step`. A line that does not parse (the torn last line of a killed run) is
-    dropped, as is a line without a step; nothing in the log can stop a resume."""
+    """Lines of train_log.jsonl up to `step`, as they were written. A line that does not parse (the torn last line
+    of a killed run) is dropped, as is a line without a step; nothing in the log can stop a resume."""
     kept = []
-    for line in blob.split(b"\n"):
-        try:
-            entry = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            continue
+    for n, raw in enumerate(blob.split(b"\n"), 1):
+        line = parse_json_line(raw, n)
+        entry = None if line is None else line.value
         if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
-            kept.append(line)
+            kept.append(raw)
     return kept
