@@ -89,16 +89,16 @@ def test_infonce_equals_independent_computation():
 def test_sft_loss_weights_and_dume():
     g = torch.Generator().manual_seed(1)
     v = [F.normalize(torch.randn(4, 6, generator=g), dim=-1) for _ in range(4)]
-    ce_q, ce_p = torch.tensor(2.0), torch.tensor(3.0)
-    terms = SFTLoss(50.0, 2.0, 3.0, 0.5, 0.25)(*v, ce_q, ce_p)
+    ce_q, ce_t = torch.tensor(2.0), torch.tensor(3.0)
+    terms = SFTLoss(50.0, 2.0, 3.0, 0.5, 0.25)(*v, ce_q, ce_t)
     nce = InfoNCE(50.0)
     assert float(terms["gen"]) == pytest.approx(float(nce(v[0], v[1])))
     assert float(terms["disc"]) == pytest.approx(float(nce(v[2], v[3])))
     expected = 2 * terms["gen"] + 3 * terms["disc"] + 0.5 * 2.0 + 0.25 * 3.0
     assert float(terms["loss"]) == pytest.approx(float(expected))
     dume = SFTConfig(disc_only=True)
-    assert (dume.w_gen, dume.w_disc, dume.w_ce_qry, dume.w_ce_pos) == (0, 1, 0, 0)
-    only = SFTLoss(50.0, dume.w_gen, dume.w_disc, dume.w_ce_qry, dume.w_ce_pos)(*v, ce_q, ce_p)
+    assert (dume.w_gen, dume.w_disc, dume.w_ce_qry, dume.w_ce_tgt) == (0, 1, 0, 0)
+    only = SFTLoss(50.0, dume.w_gen, dume.w_disc, dume.w_ce_qry, dume.w_ce_tgt)(*v, ce_q, ce_t)
     assert set(only) == {"disc", "loss"} and float(only["loss"]) == pytest.approx(float(nce(v[2], v[3])))
 
 
@@ -117,7 +117,7 @@ def test_labels_cover_exactly_the_assistant_turn(backbone, sft_data):
     collator = Collator(proc, recipe, max_length=4096)
     mb = collator(pairs)
     assert len(mb.qry) == 1 and mb.rows == [(p.file, p.row) for p in pairs]
-    for side, name in ((mb.qry[0], "qry"), (mb.pos[0], "pos")):
+    for side, name in ((mb.qry[0], "qry"), (mb.tgt[0], "tgt")):
         loaded = [collator.load(getattr(p, name), name) for p in pairs]
         prompt_only = make_batch(proc, recipe, loaded)  # what inference feeds the model for these items
         ids, labels, mask = side["input_ids"], side["labels"], side["attention_mask"]
@@ -146,7 +146,7 @@ def test_one_render_per_side_gives_the_full_conversation_render(tiny_dirs, sft_d
     mb = collator(pairs)
     assert len(renders) == 2 * len(pairs) and all(k.get("add_generation_prompt") for k in renders)
     monkeypatch.undo()
-    for side, name in ((mb.qry[0], "qry"), (mb.pos[0], "pos")):
+    for side, name in ((mb.qry[0], "qry"), (mb.tgt[0], "tgt")):
         loaded = [collator.load(getattr(p, name), name) for p in pairs]
         responses = [getattr(p, f"{name}_response") for p in pairs]
         whole = make_batch(proc, recipe, loaded, responses)
@@ -306,7 +306,7 @@ def test_grad_cache_equals_full_batch(tiny, sft_data):
     assert bb.model.model.language_model.gradient_checkpointing
     t_cache, g_cache = grads_after(cached_step, module, loss_fn, chunked)  # + checkpointing: same gradients
 
-    assert set(t_full) == set(t_cache) == {"gen", "disc", "ce_qry", "ce_pos", "loss"}
+    assert set(t_full) == set(t_cache) == {"gen", "disc", "ce_qry", "ce_tgt", "loss"}
     for k in t_full:
         assert t_cache[k] == pytest.approx(t_full[k], rel=1e-5)
     assert set(g_full) == set(g_cache) and any("merger" in n for n in g_full)
@@ -344,9 +344,9 @@ def test_short_run_lowers_loss_and_exports_loadable_model(tiny, sft_data, tmp_pa
     assert "Last logged step: step 40, " in card and (run / "checkpoint-40" / "README.md").is_file()
     assert json.loads((out / "modules.json").read_text())[0]["type"].endswith("UmeDiscEmbedding")  # for ST users
     assert np.allclose(final, at40, atol=1e-5)  # ... and at the last step it is the exported model
-    for key in ("lr", "gen", "disc", "ce_qry", "ce_pos", "loss", "grad_norm", "tokens", "step_time"):
+    for key in ("lr", "gen", "disc", "ce_qry", "ce_tgt", "loss", "grad_norm", "tokens", "step_time"):
         assert key in steps[0]
-    for k in ("loss", "gen", "disc", "ce_qry", "ce_pos"):
+    for k in ("loss", "gen", "disc", "ce_qry", "ce_tgt"):
         assert np.mean([x[k] for x in steps[-5:]]) < np.mean([x[k] for x in steps[:5]]), k
     assert (run / "checkpoint-40" / "trainer_state.json").is_file() and (out / "ume_recipe.json").is_file()
     enc = ume.load(run, device="cpu")  # the run directory loads as its final model
@@ -468,7 +468,7 @@ def test_two_processes_equal_one(tiny, sft_data, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     la, lb = log_lines(tmp_path / "one"), log_lines(tmp_path / "two")
     for x, y in zip(la, lb, strict=True):
-        for k in ("loss", "gen", "disc", "ce_qry", "ce_pos", "grad_norm"):
+        for k in ("loss", "gen", "disc", "ce_qry", "ce_tgt", "grad_norm"):
             assert y[k] == pytest.approx(x[k], rel=1e-5), (x["step"], k)
         assert x["tokens"] == y["tokens"]
     assert sum(x["stage"] == "load" for x in map(json.loads, (tmp_path / "two" / "bad_rows.jsonl").open())) >= 1
@@ -573,7 +573,7 @@ def test_lora_targets_the_familys_linears_and_trains_every_merger_in_full(tiny_d
 
 
 RENAMED = {"per_device_batch": "per_device_train_batch_size", "grad_accum": "gradient_accumulation_steps",
-           "save_every": "save_steps", "eval_every": "eval_steps"}
+           "save_every": "save_steps", "eval_every": "eval_steps", "w_ce_pos": "w_ce_tgt"}
 
 
 def test_old_field_names_still_work_for_one_release(tiny, sft_data, tmp_path):

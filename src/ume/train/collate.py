@@ -48,13 +48,13 @@ class MicroBatch:
     """One process's share of a global micro-batch, split into GradCache chunks (one chunk without)."""
 
     qry: list[Batch]
-    pos: list[Batch]
+    tgt: list[Batch]
     rows: list[tuple[str, int]]  # (file, row) of the kept pairs, in order
     skipped: list[BadRow] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
-        return int(sum(int(c["attention_mask"].sum()) for c in self.qry + self.pos))
+        return int(sum(int(c["attention_mask"].sum()) for c in self.qry + self.tgt))
 
 
 class Collator:
@@ -72,7 +72,7 @@ class Collator:
         loaded: list[tuple[Pair, LoadedItem, LoadedItem]] = []
         for p in pairs:
             try:
-                loaded.append((p, self.load(p.qry, "qry"), self.load(p.pos, "pos")))
+                loaded.append((p, self.load(p.qry, "qry"), self.load(p.tgt, "pos")))
             except DataError as e:
                 field_name, _, reason = str(e).partition(": ")
                 self._reject(bad, p, field_name, reason)
@@ -82,7 +82,7 @@ class Collator:
             built = self._build(loaded[start:start + size], bad)
             if built is not None:
                 out.qry.append(built[0])
-                out.pos.append(built[1])
+                out.tgt.append(built[1])
                 out.rows += built[2]
         if not out.rows:
             raise DataError(f"all {len(pairs)} pairs of a micro-batch are bad rows: "
@@ -111,7 +111,7 @@ class Collator:
             return None
         try:
             qry, q_bad = self.side([g[1] for g in group], [g[0].qry_response for g in group])
-            pos, p_bad = self.side([g[2] for g in group], [g[0].pos_response for g in group])
+            tgt, t_bad = self.side([g[2] for g in group], [g[0].tgt_response for g in group])
         except Exception as e:  # the processor's own error; find the row(s) it belongs to
             if len(group) == 1:
                 self._reject(bad, group[0][0], "processor", f"{type(e).__name__}: {e}")
@@ -120,9 +120,9 @@ class Collator:
             if len(kept) == len(group):  # no single row is to blame (e.g. out of memory)
                 raise
             return self._build(kept, bad)
-        problems = {**{b: f"pos.{r}" for b, r in p_bad.items()}, **{b: f"qry.{r}" for b, r in q_bad.items()}}
+        problems = {**{b: f"pos.{r}" for b, r in t_bad.items()}, **{b: f"qry.{r}" for b, r in q_bad.items()}}
         if not problems:
-            return qry, pos, [(g[0].file, g[0].row) for g in group]
+            return qry, tgt, [(g[0].file, g[0].row) for g in group]
         for b, msg in problems.items():
             field_name, _, reason = msg.partition(": ")
             self._reject(bad, group[b][0], field_name, reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ume.train.engine_config import PairDataConfig, knob, stage_config
+from ume.train.engine_config import EngineConfig, PairDataConfig, Renamed, knob, stage_config
 
 
 @stage_config
@@ -19,6 +19,7 @@ class SFTConfig(PairDataConfig):
     """Cold-start SFT of UME-R1 (`ume train sft`); every field is also a CLI option."""
 
     stage: ClassVar[str] = "sft"
+    RENAMED: ClassVar[dict[str, Renamed]] = {**EngineConfig.RENAMED, "w_ce_pos": Renamed("w_ce_tgt")}
 
     data_weights: list[float] | None = knob(None, "One weight per data file: the file contributes round(rows x "
                                             "weight) draws per epoch (default 1 each; 0 leaves it out).", fixed=True)
@@ -32,7 +33,7 @@ class SFTConfig(PairDataConfig):
     w_gen: float = knob(1.0, "Weight of InfoNCE over the <gen_emb> states.", fixed=True)
     w_disc: float = knob(1.0, "Weight of InfoNCE over the <disc_emb> states.", fixed=True)
     w_ce_qry: float = knob(1.0, "Weight of next-token CE over the query sides' assistant turns.", fixed=True)
-    w_ce_pos: float = knob(1.0, "Weight of next-token CE over the target sides' assistant turns.", fixed=True)
+    w_ce_tgt: float = knob(1.0, "Weight of next-token CE over the target sides' assistant turns.", fixed=True)
     disc_only: bool = knob(False, "DUME baseline: only InfoNCE(disc) (sets the weights to gen 0, disc 1, CE 0).")
 
     # --- LoRA (paper: none)
@@ -48,7 +49,7 @@ class SFTConfig(PairDataConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.disc_only:
-            self.w_gen, self.w_disc, self.w_ce_qry, self.w_ce_pos = 0.0, 1.0, 0.0, 0.0
+            self.w_gen, self.w_disc, self.w_ce_qry, self.w_ce_tgt = 0.0, 1.0, 0.0, 0.0
 
     def validate(self, world: int = 1) -> None:
         super().validate(world)
@@ -65,5 +66,5 @@ class SFTConfig(PairDataConfig):
                              "micro-batch); use DDP + GradCache, or DeepSpeed without it")
         if self.lora and not (self.train_llm or self.train_vision):
             raise ValueError("lora needs train_llm or train_vision: the adapters go on the trained towers")
-        if max(self.w_gen, self.w_disc, self.w_ce_qry, self.w_ce_pos) <= 0:
+        if max(self.w_gen, self.w_disc, self.w_ce_qry, self.w_ce_tgt) <= 0:
             raise ValueError("all loss weights are 0")

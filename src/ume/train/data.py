@@ -54,9 +54,9 @@ class Pair:
     media paths) and its annotated assistant turn, the training target."""
 
     qry: Item
-    pos: Item
+    tgt: Item  # the record's "pos" side
     qry_response: str
-    pos_response: str
+    tgt_response: str
     source: str  # homogeneous batches are drawn per (file, source)
     file: str
     row: int
@@ -193,11 +193,11 @@ def load_file(path: str | Path, media_root: str | Path | None, recipe: Recipe, c
             if not isinstance(source, str):
                 raise DataError(f"source: expected a string, got {type(source).__name__}")
             qry, qry_response = parse_side(rec.get("qry"), "qry", root, recipe, check_files)
-            pos, pos_response = parse_side(rec.get("pos"), "pos", root, recipe, check_files)
+            tgt, tgt_response = parse_side(rec.get("pos"), "pos", root, recipe, check_files)
         except DataError as e:
             keep_or_raise(bad, str(path), i, e, skip_bad_rows)
             continue
-        pairs.append(Pair(qry, pos, qry_response, pos_response, source, str(path), i))
+        pairs.append(Pair(qry, tgt, qry_response, tgt_response, source, str(path), i))
     return pairs, bad
 
 

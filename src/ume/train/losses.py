@@ -77,10 +77,10 @@ class SFTLoss(nn.Module):
     """
 
     def __init__(self, logit_scale: float = 50.0, w_gen: float = 1.0, w_disc: float = 1.0,
-                 w_ce_qry: float = 1.0, w_ce_pos: float = 1.0) -> None:
+                 w_ce_qry: float = 1.0, w_ce_tgt: float = 1.0) -> None:
         super().__init__()
         self.infonce = InfoNCE(logit_scale)
-        self.weights = {"gen": w_gen, "disc": w_disc, "ce_qry": w_ce_qry, "ce_pos": w_ce_pos}
+        self.weights = {"gen": w_gen, "disc": w_disc, "ce_qry": w_ce_qry, "ce_tgt": w_ce_tgt}
 
     def contrastive(self, q_gen: torch.Tensor, p_gen: torch.Tensor, q_disc: torch.Tensor,
                     p_disc: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -97,12 +97,12 @@ class SFTLoss(nn.Module):
         return torch.stack(total).sum()
 
     def forward(self, q_gen: torch.Tensor, p_gen: torch.Tensor, q_disc: torch.Tensor, p_disc: torch.Tensor,
-                ce_qry: torch.Tensor | None = None, ce_pos: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                ce_qry: torch.Tensor | None = None, ce_tgt: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         terms = self.contrastive(q_gen, p_gen, q_disc, p_disc)
         if self.weights["ce_qry"] and ce_qry is not None:
             terms["ce_qry"] = ce_qry
-        if self.weights["ce_pos"] and ce_pos is not None:
-            terms["ce_pos"] = ce_pos
+        if self.weights["ce_tgt"] and ce_tgt is not None:
+            terms["ce_tgt"] = ce_tgt
         return {**terms, "loss": self.weighted(terms)}
 
 

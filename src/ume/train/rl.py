@@ -110,7 +110,7 @@ class RLTrainer(Trainer):
         hf.eval()  # rollouts use the KV cache; training-mode checkpointing would disable it
         try:
             sides = {}
-            for s, side in enumerate(("qry", "pos")):
+            for s, side in enumerate(("qry", "tgt")):
                 items = [getattr(p, side) for p in pairs]
                 seeds = [row_seed(cfg.seed, micro, i, s) for i in indices]
                 sides[side] = self.rollouts.generate(items, G, seeds, cfg.temperature, cfg.top_p,
@@ -138,13 +138,12 @@ class RLTrainer(Trainer):
         gathered = {s: self.acc.gather(v.detach().contiguous()) for s, v in vec.items()}
         all_ids = self.acc.gather(pair_ids.contiguous())
         rewards, logs = {}, {}
-        for side, other in (("qry", "pos"), ("pos", "qry")):
+        for side, other in (("qry", "tgt"), ("tgt", "qry")):
             group = RolloutGroup(texts[side], vec[side].detach(), pair_ids, gathered[other], all_ids,
                                  cfg.num_generations)
             rewards[side], terms = total_reward(group, cfg.reward_funcs, cfg.weights)
-            name = "qry" if side == "qry" else "tgt"
-            logs.update({f"{name}_{k}": v for k, v in terms.items()})
-            logs[f"{name}_reward"] = float(rewards[side].mean())
+            logs.update({f"{side}_{k}": v for k, v in terms.items()})
+            logs[f"{side}_reward"] = float(rewards[side].mean())
         return rewards, logs
 
     def train(self) -> Path:
@@ -169,7 +168,7 @@ class RLTrainer(Trainer):
                 t = time.perf_counter()
                 comps = self._rollout(pairs, local, micro)
                 times["rollout"] += time.perf_counter() - t
-                sides = {s: self._side_batch(loaded[s], comps[s]) for s in ("qry", "pos")}
+                sides = {s: self._side_batch(loaded[s], comps[s]) for s in ("qry", "tgt")}
                 pair_ids = torch.tensor([i for i in local for _ in range(G)], device=acc.device)
                 stored.append((sides, pair_ids))
             logs: dict[str, float] = {}
@@ -211,10 +210,9 @@ class RLTrainer(Trainer):
             pl = policy_loss(out[s][0], d["old_logp"], d["advantages"], d["mask"], cfg.epsilon, cfg.epsilon_high,
                              cfg.beta, d.get("ref_logp"), cfg.normaliser, cfg.max_completion_length)
             losses.append(pl.loss)
-            name = "qry" if s == "qry" else "tgt"
-            logs.update({f"{name}_kl": pl.kl.item(), f"{name}_clip_fraction": pl.clip_fraction.item(),
-                         f"{name}_completion_length": sum(d["lengths"]) / len(d["lengths"]),
-                         f"{name}_forced": float(d["forced"])})
+            logs.update({f"{s}_kl": pl.kl.item(), f"{s}_clip_fraction": pl.clip_fraction.item(),
+                         f"{s}_completion_length": sum(d["lengths"]) / len(d["lengths"]),
+                         f"{s}_forced": float(d["forced"])})
         loss = (losses[0] + losses[1]) / 2
         t = time.perf_counter()
         self.acc.backward(loss)

@@ -25,7 +25,7 @@ ROW_KEYS = frozenset({"qry_text", "qry_image", "qry_video", "pos_text", "pos_ima
 @dataclass(frozen=True)
 class RLPair:
     qry: Item
-    pos: Item
+    tgt: Item  # the row's pos_* fields
     source: str
     file: str
     row: int
@@ -98,7 +98,8 @@ def global_batch(n: int, seed: int, step: int, size: int) -> list[int]:
 
 
 def _load_side(item: Item, side: str, limits: InputLimits) -> LoadedItem:
-    """Decode one side; a failure raises DataError starting with the field (qry_image, pos_video, ...)."""
+    """Decode one side; a failure raises DataError starting with the field (qry_image, pos_video, ...): `side`
+    is the row's field prefix, "qry" or "pos"."""
     try:
         check_item(item)
     except InputError as e:
@@ -122,12 +123,12 @@ def load_rl_batch(pairs: list[RLPair], indices: list[int], limits: InputLimits, 
     A pair that fails (a truncated image, a corrupt frame) raises DataError naming its file, row, side and field,
     or, with `skip_bad_rows`, is reported as a BadRow (stage "load"), added to `known_bad` and replaced by the next
     usable index of `spares`, so every process keeps the same number of pairs (what the cross-process gather of
-    the reward needs). Returns the indices used (in order), the decoded sides {"qry": [...], "pos": [...]} and
+    the reward needs). Returns the indices used (in order), the decoded sides {"qry": [...], "tgt": [...]} and
     the rows rejected now. Pairs in `known_bad` are replaced without being decoded again."""
     known_bad = set() if known_bad is None else known_bad
     spare = iter(spares)
     used: list[int] = []
-    loaded: dict[str, list[LoadedItem]] = {"qry": [], "pos": []}
+    loaded: dict[str, list[LoadedItem]] = {"qry": [], "tgt": []}
     bad: list[BadRow] = []
     taken = set(indices)
     for i in indices:
@@ -135,7 +136,7 @@ def load_rl_batch(pairs: list[RLPair], indices: list[int], limits: InputLimits, 
             if i not in known_bad:
                 p = pairs[i]
                 try:
-                    sides = {s: _load_side(getattr(p, s), s, limits) for s in ("qry", "pos")}
+                    sides = {"qry": _load_side(p.qry, "qry", limits), "tgt": _load_side(p.tgt, "pos", limits)}
                 except DataError as e:
                     field_name, _, reason = str(e).partition(": ")
                     row = BadRow(p.file, p.row, field_name, reason, stage="load")

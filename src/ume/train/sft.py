@@ -62,7 +62,7 @@ class SFTTrainer(Trainer):
         cfg.validate()
         self.cfg, self.eval_fn = cfg, eval_fn
         self.out = Path(cfg.output)
-        with_ce = bool(cfg.w_ce_qry or cfg.w_ce_pos)
+        with_ce = bool(cfg.w_ce_qry or cfg.w_ce_tgt)
         recipe = find_recipe(cfg.model)
         self.acc = make_accelerator(cfg, find_unused=not with_ce or recipe.blank_image == "never")
         acc = self.acc
@@ -83,7 +83,7 @@ class SFTTrainer(Trainer):
         module = SFTModel(hf, self.backbone.gen_id, self.backbone.disc_id, with_ce=with_ce)
         params = trainable_parameters(module)
         self._setup_optimisation(hf, module)
-        self.loss_fn = SFTLoss(cfg.logit_scale, cfg.w_gen, cfg.w_disc, cfg.w_ce_qry, cfg.w_ce_pos)
+        self.loss_fn = SFTLoss(cfg.logit_scale, cfg.w_gen, cfg.w_disc, cfg.w_ce_qry, cfg.w_ce_tgt)
         self.collator = Collator(self.backbone.processor, recipe, cfg.max_length, cfg.grad_cache_chunk,
                                  cfg.skip_bad_rows)
         self.step = 0
@@ -120,7 +120,7 @@ class SFTTrainer(Trainer):
             norm = self._optimiser_step()
             line = {"step": self.step, **lrs, **mean_over_ranks(self.acc, terms), "grad_norm": norm,
                     "tokens": int(self._sum(tokens)), "step_time": time.perf_counter() - t0}
-            self._end_step(line, bar, ("loss", "gen", "disc", "ce_qry", "ce_pos"))
+            self._end_step(line, bar, ("loss", "gen", "disc", "ce_qry", "ce_tgt"))
         bar.close()
         self.export(self.final)
         acc.wait_for_everyone()
@@ -130,7 +130,7 @@ class SFTTrainer(Trainer):
     def _micro(self, mb: MicroBatch) -> dict[str, float]:
         dev = self.acc.device
         mb.qry = [{k: v.to(dev) for k, v in c.items()} for c in mb.qry]
-        mb.pos = [{k: v.to(dev) for k, v in c.items()} for c in mb.pos]
+        mb.tgt = [{k: v.to(dev) for k, v in c.items()} for c in mb.tgt]
         if self.cfg.grad_cache_chunk:
             return grad_cache_step(self.model, mb, self.loss_fn, self.acc.backward,
                                    lambda: self.acc.no_sync(self.model), dev)

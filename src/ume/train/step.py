@@ -31,16 +31,16 @@ def supervised_tokens(chunks: list[Batch]) -> int:
 
 def ce_norms(mb: MicroBatch, device: torch.device) -> tuple[float, float]:
     """(query, target) CE normalisers; computed from the labels before any forward, as GradCache needs."""
-    return ce_normaliser(supervised_tokens(mb.qry), device), ce_normaliser(supervised_tokens(mb.pos), device)
+    return ce_normaliser(supervised_tokens(mb.qry), device), ce_normaliser(supervised_tokens(mb.tgt), device)
 
 
 def full_batch_step(forward: SideForward, mb: MicroBatch, loss_fn: SFTLoss, backward: Backward,
                     device: torch.device) -> dict[str, float]:
     """Forward all rows with grad (one chunk per side unless the collator chunked), one backward."""
-    norm_q, norm_p = ce_norms(mb, device)
+    norm_q, norm_t = ce_norms(mb, device)
     q_gen, q_disc, q_ce = _joined([forward(c) for c in mb.qry])
-    p_gen, p_disc, p_ce = _joined([forward(c) for c in mb.pos])
-    terms = loss_fn(q_gen, p_gen, q_disc, p_disc, q_ce / norm_q, p_ce / norm_p)
+    t_gen, t_disc, t_ce = _joined([forward(c) for c in mb.tgt])
+    terms = loss_fn(q_gen, t_gen, q_disc, t_disc, q_ce / norm_q, t_ce / norm_t)
     backward(terms["loss"])
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -67,24 +67,24 @@ class RandState:
 def grad_cache_step(forward: SideForward, mb: MicroBatch, loss_fn: SFTLoss, backward: Backward,
                     no_sync: Callable[[], AbstractContextManager], device: torch.device) -> dict[str, float]:
     """The micro-batch's gradient, chunk by chunk; equals `full_batch_step`'s (see the module docstring)."""
-    norm = dict(zip(("qry", "pos"), ce_norms(mb, device), strict=True))
-    w_ce = {"qry": loss_fn.weights["ce_qry"], "pos": loss_fn.weights["ce_pos"]}
-    jobs = [(side, c) for side, chunks in (("qry", mb.qry), ("pos", mb.pos)) for c in chunks]
-    states, gens, discs = [], {"qry": [], "pos": []}, {"qry": [], "pos": []}
+    norm = dict(zip(("qry", "tgt"), ce_norms(mb, device), strict=True))
+    w_ce = {"qry": loss_fn.weights["ce_qry"], "tgt": loss_fn.weights["ce_tgt"]}
+    jobs = [(side, c) for side, chunks in (("qry", mb.qry), ("tgt", mb.tgt)) for c in chunks]
+    states, gens, discs = [], {"qry": [], "tgt": []}, {"qry": [], "tgt": []}
     with torch.no_grad():
         for side, chunk in jobs:
             states.append(RandState(device))
             gen, disc, _ = forward(chunk, ce=False)
             gens[side].append(gen)
             discs[side].append(disc)
-    leaves = [torch.cat(x[s]).requires_grad_() for x in (gens, discs) for s in ("qry", "pos")]
+    leaves = [torch.cat(x[s]).requires_grad_() for x in (gens, discs) for s in ("qry", "tgt")]
     terms = loss_fn.contrastive(leaves[0], leaves[1], leaves[2], leaves[3])
     if terms:
         loss_fn.weighted(terms).backward()
     grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]
-    grad = {"gen": {"qry": grads[0], "pos": grads[1]}, "disc": {"qry": grads[2], "pos": grads[3]}}
-    ce = {"qry": 0.0, "pos": 0.0}
-    offset = {"qry": 0, "pos": 0}
+    grad = {"gen": {"qry": grads[0], "tgt": grads[1]}, "disc": {"qry": grads[2], "tgt": grads[3]}}
+    ce = {"qry": 0.0, "tgt": 0.0}
+    offset = {"qry": 0, "tgt": 0}
     for i, ((side, chunk), state) in enumerate(zip(jobs, states, strict=True)):
         rows = slice(offset[side], offset[side] + chunk["input_ids"].shape[0])
         offset[side] = rows.stop
@@ -99,7 +99,7 @@ def grad_cache_step(forward: SideForward, mb: MicroBatch, loss_fn: SFTLoss, back
     out = {k: float(v.detach()) for k, v in terms.items()}
     if w_ce["qry"]:
         out["ce_qry"] = ce["qry"]
-    if w_ce["pos"]:
-        out["ce_pos"] = ce["pos"]
+    if w_ce["tgt"]:
+        out["ce_tgt"] = ce["tgt"]
     out["loss"] = sum(loss_fn.weights[k] * v for k, v in out.items())
     return out
