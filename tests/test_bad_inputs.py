@@ -469,6 +469,9 @@ def test_rl_bad_media_at_rollout_time_is_skipped_reported_and_replaced(tmp_path)
     assert used[0] == 0 and len(used) == 2 and 1 not in used and used[1] in spares
     assert len(loaded["qry"]) == len(loaded["tgt"]) == 2 and loaded["qry"][0].images[0].size == (32, 32)
     assert [(b.row, b.field, b.stage) for b in bad] == [(1, "qry_image", "load")] and known == {1}
+    with pytest.raises(InputError) as e:  # the reason is the one inference gives for the same item
+        load_item(pairs[1].qry, 0, InputLimits())
+    assert bad[0].reason == e.value.reason
     used2, _, bad2 = load_rl_batch(pairs, [1, 2], InputLimits(), True, [3, 4], known)
     assert used2 == [3, 2] and not bad2  # a known bad row is replaced without decoding it again
 

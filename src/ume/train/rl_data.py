@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ume.inputs import InputError, InputLimits, Item, LoadedItem, check_item, load_image, load_video
+from ume.inputs import InputError, InputLimits, Item, LoadedItem, load_item
 from ume.recipe import Recipe
 from ume.train.data import BadRow, DataError, check_media, keep_or_raise, read_records, unknown_keys, user_text
 
 ROW_KEYS = frozenset({"qry_text", "qry_image", "qry_video", "pos_text", "pos_image", "pos_video", "solution",
                       "source", "id"})
+# The row field (after the side's prefix) of the part of an item `load_item` names in InputError.field
+# (None: the item as a whole).
+_FIELDS = {None: "text", "images": "image", "video": "video"}
 
 
 @dataclass(frozen=True)
@@ -98,21 +101,13 @@ def global_batch(n: int, seed: int, step: int, size: int) -> list[int]:
 
 
 def _load_side(item: Item, side: str, limits: InputLimits) -> LoadedItem:
-    """Decode one side; a failure raises DataError starting with the field (qry_image, pos_video, ...): `side`
-    is the row's field prefix, "qry" or "pos"."""
+    """Decode one side exactly as inference and SFT do (`inputs.load_item`); a failure raises DataError starting
+    with the field (qry_image, pos_video, ...) and inference's reason: `side` is the row's field prefix, "qry" or
+    "pos"."""
     try:
-        check_item(item)
+        return load_item(item, 0, limits)
     except InputError as e:
-        raise DataError(f"{side}_text: {e}") from None
-    try:
-        images = [load_image(p, limits) for p in item.images]
-    except InputError as e:
-        raise DataError(f"{side}_image: {e}") from None
-    try:
-        video = None if item.video is None else load_video(item.video, limits)
-    except InputError as e:
-        raise DataError(f"{side}_video: {e}") from None
-    return LoadedItem(text=item.text, images=images, video=video)
+        raise DataError(f"{side}_{_FIELDS.get(e.field, 'text')}: {e.reason}") from None
 
 
 def load_rl_batch(pairs: list[RLPair], indices: list[int], limits: InputLimits, skip_bad_rows: bool,
