@@ -258,3 +258,19 @@ def test_vllm_missing_says_how_to_install(encoder, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'ume\[vllm\]'"):
         encoder.encode(["x"], mode="gen", max_new_tokens=2, backend="vllm")
     torch.manual_seed(0)
+
+
+def test_backends_come_from_one_registry(encoder):
+    import importlib
+
+    from ume.backends import BACKENDS
+    from ume.cli import BackendOpt
+
+    assert [b.value for b in BackendOpt] == list(BACKENDS) == ["hf", "vllm"]  # the CLI's choices are the registry
+    for name, entry in BACKENDS.items():
+        assert getattr(importlib.import_module(entry.module), entry.cls).name == name
+    with pytest.raises(ValueError, match="unknown generation backend 'sglang'; choose from 'hf', 'vllm'"):
+        encoder.encode(["x"], mode="gen", max_new_tokens=2, backend="sglang", show_progress=False)
+    with pytest.raises(ValueError, match="the 'vllm' generation backend does not take logits_hook"):
+        encoder.encode(["x"], mode="gen", max_new_tokens=2, backend="vllm", show_progress=False,
+                       logits_processor=lambda ids, scores: scores)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ume.backends import BACKENDS
 from ume.families import FAMILIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,9 +40,8 @@ class ModeOpt(StrEnum):
     gen = "gen"
 
 
-class BackendOpt(StrEnum):
-    hf = "hf"
-    vllm = "vllm"
+BackendOpt = StrEnum("BackendOpt", {name: name for name in BACKENDS})  # the registry's names are the choices
+BACKEND_HELP = "; ".join(f"{name}: {b.summary}" for name, b in BACKENDS.items())
 
 
 class EmbedModeOpt(StrEnum):
@@ -91,7 +91,7 @@ def embed(
     top_k: Annotated[int | None, typer.Option(help="Top-k sampling (gen); 0 = off.")] = None,
     repetition_penalty: Annotated[float | None, typer.Option(help="Repetition penalty (gen).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
-    backend: Annotated[BackendOpt, typer.Option(help="Generation backend: hf or vllm (GPU).")] = BackendOpt.hf,
+    backend: Annotated[BackendOpt, typer.Option(help=f"Generation backend ({BACKEND_HELP}).")] = BackendOpt.hf,
     max_item_tokens: Annotated[int | None, typer.Option(
         help="Longest prompt an item may have, in tokens (default: the model's context).")] = None,
     max_batch_tokens: Annotated[int, typer.Option(
@@ -207,7 +207,7 @@ def eval_cmd(
         help="Leaderboard keys ViDoSeek-page-fixed / MMLongBench-page-fixed, as report_score_v2.py writes them "
              "for the current split; canonical names for comparisons with the old split's files.")] = True,
     backend: Annotated[BackendOpt, typer.Option(
-        help="Generation backend of gen mode: hf (ume's continuous-batching decoder) or vllm (GPU).")] = BackendOpt.hf,
+        help=f"Generation backend of gen mode ({BACKEND_HELP}).")] = BackendOpt.hf,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first bad row or item instead of reporting it.")] = False,
     overwrite: Annotated[bool, typer.Option(
         help="Reuse an output folder holding results of other settings (its runs/ are replaced).")] = False,

@@ -324,7 +324,7 @@ class Encoder:
                 unread.append(c)
 
         backend = backend_choice if not isinstance(backend_choice, str) else get_backend(
-            backend_choice, self.backbone, **self._backend_options(backend_choice, logits_processor))
+            backend_choice, self.backbone, **self._backend_options(logits_processor))
         generated = [0, time.perf_counter()]  # tokens so far, start
 
         def on_tokens(count: int) -> None:  # gen progress by tokens too: one sequence can take hundreds
@@ -357,12 +357,10 @@ class Encoder:
         return EncodeResult(vecs, mode, sorted(errors, key=lambda e: e.index), texts=texts, token_ids=token_ids,
                             num_tokens=num_tokens, forced=forced, settings=out_settings, disc_embeddings=discs)
 
-    def _backend_options(self, name: str, logits_processor: LogitsHook | None) -> dict[str, Any]:
-        if name == "hf":
-            return {"logits_hook": logits_processor, "banned": self.vision_ids(), "eos_ids": self.eos_ids()}
-        if logits_processor is not None:
-            raise ValueError(f"logits_processor hooks run in the 'hf' backend only, not {name!r}")
-        return {"eos_ids": self.eos_ids(), "banned": self.vision_ids()}
+    def _backend_options(self, logits_processor: LogitsHook | None) -> dict[str, Any]:
+        """What every backend is built with; a logits hook only when given (not every backend runs one)."""
+        hook = {} if logits_processor is None else {"logits_hook": logits_processor}
+        return {"eos_ids": self.eos_ids(), "banned": self.vision_ids(), **hook}
 
     @torch.no_grad()
     def _read_unread(self, unread: list[Completion], loaded: dict[int, LoadedItem], vecs: np.ndarray,

@@ -4,7 +4,8 @@ A `GenerationBackend` takes prompts (validated items, pulled lazily from a sourc
 and `GenerationSettings`, and returns one `Completion` per (item, sample): the generated token ids ending
 with `<gen_emb>`, whether ume had to append it, and — when the backend gets it for free — the `<gen_emb>`
 vector (and the `<disc_emb>` vector of the prompt). Where a backend returns no vector, the encoder reads it
-with the one teacher-forced readout. Backends are chosen by name (`get_backend("hf" | "vllm")`).
+with the one teacher-forced readout. Backends are chosen by name (`get_backend("hf" | "vllm")`; the names are
+`ume.backends.BACKENDS`).
 
 Settings follow transformers' own rules: the effective `GenerationConfig` is the user's values over the
 checkpoint's `generation_config` over the library's defaults (what `generate()` does), and its logits
@@ -210,19 +211,22 @@ class GenerationBackend(Protocol):
 
 
 def get_backend(name: str, backbone: Any, **options: Any) -> GenerationBackend:
-    """A backend by name: "hf" (ume's continuous-batching decoder over the stock model) or "vllm" (GPU)."""
-    if name == "hf":
-        from ume.decode import HFBackend
+    """A backend by its name in `ume.backends.BACKENDS` ("hf", "vllm"), built on `backbone` with `options`; an
+    option the backend does not take is an error naming both (never silently dropped)."""
+    import importlib
+    import inspect
 
-        return HFBackend(backbone, **options)
-    if name == "vllm":
-        from ume.generation_vllm import VLLMBackend
+    from ume.backends import BACKENDS
 
-        return VLLMBackend(backbone, **options)
-    raise ValueError(f"unknown generation backend {name!r}; choose 'hf' or 'vllm'")
-
-
-BACKENDS = ("hf", "vllm")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown generation backend {name!r}; choose from {', '.join(map(repr, BACKENDS))}")
+    entry = BACKENDS[name]
+    cls = getattr(importlib.import_module(entry.module), entry.cls)
+    taken = inspect.signature(cls).parameters
+    refused = sorted(k for k in options if k not in taken)
+    if refused:
+        raise ValueError(f"the {name!r} generation backend does not take {', '.join(refused)}")
+    return cls(backbone, **options)
 
 
 def row_seed(seed: int, *parts: int) -> int:
