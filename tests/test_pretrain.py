@@ -161,6 +161,9 @@ def test_resume_is_exact(tiny, tmp_path):
         torch.testing.assert_close(b[n], a[n], atol=1e-7, rtol=0, msg=n)
     losses = [[x["loss"] for x in log_lines(run.parent)] for run in (straight, resumed)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    stamp = (resumed / "model.safetensors").stat().st_mtime_ns
+    assert train_pretrain(config(tiny, tmp_path / "resumed", resume="latest", **kw)) == resumed  # finished: kept
+    assert (resumed / "model.safetensors").stat().st_mtime_ns == stamp and not (resumed.parent / "model.tmp").exists()
     with pytest.raises(ValueError, match=r"cannot resume .* exactly"):
         train_pretrain(config(tiny, tmp_path / "resumed", resume="latest", **{**kw, "mix": [1, 0, 0, 0]}))
 

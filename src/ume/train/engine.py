@@ -125,6 +125,7 @@ class Trainer:
     scheduler: Any
     eval_fn: EvalFn | None
     step: int
+    resumed_at: int | None = None  # the step of the checkpoint this run resumed from
 
     # --- setup ----------------------------------------------------------------------------------------
     def _find_resume(self) -> tuple[Path | None, dict[str, Any]]:
@@ -230,6 +231,24 @@ class Trainer:
         with the run's config, logs and checkpoints beside it rather than in it."""
         return self.out / RUN_MODEL_DIR
 
+    def export_final(self) -> Path:
+        """Export the final model to `final`, written beside it and renamed when complete (a crash never leaves
+        half a model there). A resumed run that had already finished keeps the model it exported: rewriting the
+        same weights would only change the file times that key every evaluation cache of the model."""
+        if self.resumed_at == self.step and (self.final / "config.json").is_file():
+            return self.final
+        tmp = self.out / f"{RUN_MODEL_DIR}.tmp"
+        if self.acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        self.acc.wait_for_everyone()
+        self.export(tmp)
+        if self.acc.is_main_process:
+            if self.final.exists():
+                shutil.rmtree(self.final)
+            tmp.rename(self.final)
+        self.acc.wait_for_everyone()
+        return self.final
+
     def export(self, directory: Path) -> None:
         """HF layout (+ ume_recipe.json, model card) loadable by `ume.load` and plain transformers."""
         hf_state = self._hf_state()
@@ -272,7 +291,7 @@ class Trainer:
     def _restore(self, ckpt: Path, state: dict[str, Any]) -> None:
         """Load accelerate's state and drop log lines written after the checkpoint (a crashed run's tail)."""
         self.acc.load_state(str(ckpt / STATE_DIR))
-        self.step = int(state["step"])
+        self.step = self.resumed_at = int(state["step"])
         if self.acc.is_main_process and (self.out / LOG).is_file():
             kept = kept_log_lines((self.out / LOG).read_bytes(), self.step)
             (self.out / LOG).write_bytes(b"".join(ln + b"\n" for ln in kept))

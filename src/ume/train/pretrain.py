@@ -185,7 +185,7 @@ class PretrainTrainer(Trainer):
                     "grad_norm": norm, "tokens": tokens, "step_time": time.perf_counter() - t0}
             self._end_step(line, bar, ("loss", *(f"ce_{k}" for k in KINDS)))
         bar.close()
-        self.export(self.final)
+        self.export_final()
         acc.wait_for_everyone()
         acc.end_training()
         return self.final

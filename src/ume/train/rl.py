@@ -185,7 +185,7 @@ class RLTrainer(Trainer):
                         "grad_norm": norm, **{f"time_{k}": v for k, v in times.items()}}
                 self._end_step(line, bar, ("qry_reward", "tgt_reward", "qry_format"))
         bar.close()
-        self.export(self.final)
+        self.export_final()
         acc.end_training()
         return self.final
 

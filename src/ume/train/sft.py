@@ -122,7 +122,7 @@ class SFTTrainer(Trainer):
                     "tokens": int(self._sum(tokens)), "step_time": time.perf_counter() - t0}
             self._end_step(line, bar, ("loss", "gen", "disc", "ce_qry", "ce_tgt"))
         bar.close()
-        self.export(self.final)
+        self.export_final()
         acc.wait_for_everyone()
         acc.end_training()
         return self.final
