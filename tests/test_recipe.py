@@ -57,11 +57,11 @@ def test_vision_preprocess_by_version(tmp_path):
     assert Recipe(vision_preprocess="processor").digest() != Recipe().digest()  # caches are keyed apart
 
 
-@pytest.mark.parametrize("model", ["ume-demo-sft", "ume-demo-rl"])
-def test_shipped_demo_recipes_keep_the_processor_path(model):
+@pytest.mark.parametrize("model", ["ume-demo-pretrain", "ume-demo-sft", "ume-demo-rl"])
+def test_shipped_demo_models_were_trained_with_the_reference_recipe(model):
     directory = Path(__file__).parents[1] / "models" / model
-    assert json.loads((directory / RECIPE_FILE).read_text())["version"] == 1
-    assert Recipe.load(directory).vision_preprocess == "processor"
+    assert json.loads((directory / RECIPE_FILE).read_text())["version"] == 2
+    assert Recipe.load(directory) == Recipe()  # qwen-vl-utils preprocessing, the reference's prompts and limits
 
 
 def test_recipe_roundtrip_and_default(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import threading
 import time
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover
     import httpx
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "ume-demo-rl"
+DIM = json.loads((DEMO / "config.json").read_text())["text_config"]["hidden_size"]  # the shipped vector size
 KEY = "test-key"
 LIMITS = ServeLimits(max_body_bytes=300_000, max_items=4, max_text_chars=500, max_image_pixels=200 * 200,
                      max_frames=8, max_new_tokens=24, max_num_samples=2, request_timeout_s=60)
@@ -196,8 +198,8 @@ def test_dimensions(client):
     cut = client.embeddings.create(model="ume-demo-rl", input="a red circle", encoding_format="float", dimensions=64)
     v = np.asarray(full.data[0].embedding[:64])
     close(cut.data[0].embedding, v / np.linalg.norm(v), tol=1e-6)
-    native = client.embeddings.create(model="ume-demo-rl", input="a", encoding_format="float", dimensions=128)
-    assert len(native.data[0].embedding) == 128
+    native = client.embeddings.create(model="ume-demo-rl", input="a", encoding_format="float", dimensions=DIM)
+    assert len(native.data[0].embedding) == DIM
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model="ume-demo-rl", input="a red circle", dimensions=32)
     assert error_of(e)["param"] == "dimensions" and "Matryoshka" in error_of(e)["message"]
@@ -355,7 +357,7 @@ def test_api_key(server):
 
 def test_models_health_metrics(client, server):
     (m,) = client.models.list().data
-    assert m.id == "ume-demo-rl" and m.model_extra["dimensions"] == 128
+    assert m.id == "ume-demo-rl" and m.model_extra["dimensions"] == DIM
     assert m.model_extra["limits"]["max_items"] == 4
     health = httpx.get(server + "/health").json()
     assert health["status"] == "ok"
