@@ -117,21 +117,6 @@ def paired(a: dict[str, Sequence[float]], b: dict[str, Sequence[float]]) -> dict
 
 
 # ---- the diagnosis of one model's eval run -------------------------------------------------------------------
-def _limited(data: Any, limit: int | None, pool_limit: int | None) -> Any:
-    """The same query and pool cuts as `Runner.run_task`."""
-    if limit is not None:
-        data.queries = data.queries[:limit]
-        if data.task.ranking == "local":
-            used = {n for q in data.queries for n in (q.cand_names or [])}
-            data.pool = {n: it for n, it in data.pool.items() if n in used}
-    if pool_limit is not None and data.task.ranking == "global":
-        relevant = {n for q in data.queries for n in q.labels}
-        others = [n for n in data.pool if n not in relevant][:pool_limit]
-        keep = relevant | set(others)
-        data.pool = {n: it for n, it in data.pool.items() if n in keep}
-    return data
-
-
 def teacher_forced_gen(backbone: Any, items: Sequence[Any], responses: Sequence[str],
                        batch_size: int = 8) -> np.ndarray:
     """Gen vectors read at `<gen_emb>` after the given responses, teacher forced (the SFT readout)."""
@@ -163,7 +148,7 @@ def diagnose(model: str, data_root: str, output: str, limit: int | None, pool_li
     from ume.evaluate.cache import item_key
     from ume.evaluate.loaders import load_task
     from ume.evaluate.metrics import query_metrics
-    from ume.evaluate.runner import EvalConfig, Runner
+    from ume.evaluate.runner import EvalConfig, Runner, limited
     from ume.evaluate.tasks import select_tasks
 
     cfg = EvalConfig(model=model, data_root=data_root, output=output, benchmark=benchmark, qry_mode="gen",
@@ -173,7 +158,7 @@ def diagnose(model: str, data_root: str, output: str, limit: int | None, pool_li
     out_dir = Path(output)
     tasks: dict[str, Any] = {}
     for task in select_tasks((), benchmark):
-        data = _limited(load_task(task, runner.context), limit, pool_limit)
+        data = limited(load_task(task, runner.context), limit, pool_limit)
         n = len(data.queries)
         golds = gold(task.name, seed, n)
         texts = reasoning(out_dir, task.name, task.modality)
@@ -198,7 +183,7 @@ def diagnose(model: str, data_root: str, output: str, limit: int | None, pool_li
         row["examples"] = [{"generated": answer_of(t), "gold": g["answer"]} for t, g in zip(texts, golds,
                                                                                              strict=True)][:2]
         tasks[task.name] = row
-        print(f"diagnose {Path(model).name} {task.name}: answer {row['answer_accuracy']:.1f}"
+        print(f"diagnose {model} {task.name}: answer {row['answer_accuracy']:.1f}"
               + (f", ceiling {100 * np.mean(row['ceiling']):.1f}" if ceiling else ""), flush=True)
     overall = {"answer_accuracy": float(np.mean([t["answer_accuracy"] for t in tasks.values()])),
                "gen": combine({k: t["gen"] for k, t in tasks.items()}),

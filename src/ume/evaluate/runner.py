@@ -109,6 +109,23 @@ def run_labels(cfg: EvalConfig) -> list[tuple[str, str]]:
     return runs
 
 
+def limited(data: Any, limit: int | None, pool_limit: int | None) -> Any:
+    """Cut a loaded task in place to its first `limit` queries (a local task keeps only their candidates) and, for
+    a global task, the pool to the kept queries' positives + the first `pool_limit` others: a smaller, fixed
+    distractor set, cheaper (and easier) than the full pool, reported in the results' settings."""
+    if limit is not None:
+        data.queries = data.queries[:limit]
+        if data.task.ranking == "local":
+            used = {n for q in data.queries for n in (q.cand_names or [])}
+            data.pool = {n: it for n, it in data.pool.items() if n in used}
+    if pool_limit is not None and data.task.ranking == "global":
+        relevant = {n for q in data.queries for n in q.labels}
+        others = [n for n in data.pool if n not in relevant][:pool_limit]
+        keep = relevant | set(others)
+        data.pool = {n: it for n, it in data.pool.items() if n in keep}
+    return data
+
+
 class Runner:
     def __init__(self, cfg: EvalConfig, encoder: Encoder | None = None, dist: Dist | None = None) -> None:
         if cfg.samples > 1 and cfg.qry_mode != "gen":
@@ -268,17 +285,7 @@ class Runner:
         self.errors += data.errors
         if self.cfg.fail_fast and data.errors:
             raise LoaderError(data.errors[0]["reason"])
-        if self.cfg.limit is not None:
-            data.queries = data.queries[: self.cfg.limit]
-            if data.task.ranking == "local":
-                used = {n for q in data.queries for n in (q.cand_names or [])}
-                data.pool = {n: it for n, it in data.pool.items() if n in used}
-        if self.cfg.pool_limit is not None and data.task.ranking == "global":
-            # a smaller, fixed distractor set: cheaper (and easier) than the full pool; reported in _meta
-            relevant = {n for q in data.queries for n in q.labels}
-            others = [n for n in data.pool if n not in relevant][: self.cfg.pool_limit]
-            keep = relevant | set(others)
-            data.pool = {n: it for n, it in data.pool.items() if n in keep}
+        limited(data, self.cfg.limit, self.cfg.pool_limit)
         if not data.queries:
             reason = f"task {task.name}: no loadable query ({len(data.errors)} row errors, see errors.jsonl)"
             self.missing[task.name] = reason
