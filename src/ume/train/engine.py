@@ -68,23 +68,34 @@ def find_checkpoint(output: Path, resume: str | None) -> Path | None:
     return max(done, key=lambda p: int(p.name[11:]), default=None)
 
 
-def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[Path], None],
-                     state: dict[str, Any]) -> Path:
-    """checkpoint-N: the HF export, accelerate's state and `state` (trainer_state.json), written under a
-    temporary name and renamed when complete, so a crash never leaves a half checkpoint to resume from."""
-    final, tmp = out / f"checkpoint-{step}", out / f"checkpoint-{step}.tmp"
+def write_aside(acc: Accelerator, final: Path, write: Callable[[Path], None]) -> Path:
+    """A folder written through `write(tmp)` (on every rank) under a temporary name beside `final` and renamed
+    into place when complete, so a crash never leaves half of one where a reader looks."""
+    tmp = final.with_name(f"{final.name}.tmp")
     if acc.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     acc.wait_for_everyone()
-    export(tmp)
-    acc.save_state(str(tmp / STATE_DIR))
+    write(tmp)
     if acc.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
     acc.wait_for_everyone()
     return final
+
+
+def write_checkpoint(acc: Accelerator, out: Path, step: int, export: Callable[[Path], None],
+                     state: dict[str, Any]) -> Path:
+    """checkpoint-N: the HF export, accelerate's state and `state` (trainer_state.json), written aside
+    (`write_aside`), so a crash never leaves a half checkpoint to resume from."""
+
+    def write(tmp: Path) -> None:
+        export(tmp)
+        acc.save_state(str(tmp / STATE_DIR))
+        if acc.is_main_process:
+            (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+
+    return write_aside(acc, out / f"checkpoint-{step}", write)
 
 
 def _as_is(x: Any) -> Any:
@@ -237,17 +248,7 @@ class Trainer:
         same weights would only change the file times that key every evaluation cache of the model."""
         if self.resumed_at == self.step and (self.final / "config.json").is_file():
             return self.final
-        tmp = self.out / f"{RUN_MODEL_DIR}.tmp"
-        if self.acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        self.acc.wait_for_everyone()
-        self.export(tmp)
-        if self.acc.is_main_process:
-            if self.final.exists():
-                shutil.rmtree(self.final)
-            tmp.rename(self.final)
-        self.acc.wait_for_everyone()
-        return self.final
+        return write_aside(self.acc, self.final, self.export)
 
     def export(self, directory: Path) -> None:
         """HF layout (+ ume_recipe.json, model card) loadable by `ume.load` and plain transformers."""
