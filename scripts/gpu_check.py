@@ -11,6 +11,7 @@ Every part is timed and its failure recorded (the script goes on); the JSON says
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -130,15 +131,27 @@ def deepspeed() -> dict[str, Any]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="vllm,smoke,deepspeed",
+                    help="comma-separated; the vLLM part runs in its own environment (see gpu_check.sh)")
+    parts = ap.parse_args().parts.split(",")
     OUT.mkdir(parents=True, exist_ok=True)
     import torch
 
+    if (OUT / "gpu_check.json").exists():  # one JSON for the whole check, across its environments
+        RESULTS.update({k: v for k, v in json.loads((OUT / "gpu_check.json").read_text()).items() if k != "started"})
     RESULTS["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no cuda"
-    for size in ("tiny", "mid"):
-        vllm_check(size)
-        RESULTS[f"vllm_parity_and_speed_{size}"] = RESULTS.pop("vllm_parity_and_speed")
-    smoke()
-    deepspeed()
+    if "vllm" in parts:
+        import transformers
+
+        RESULTS["vllm_env"] = {"torch": torch.__version__, "transformers": transformers.__version__}
+        for size in ("tiny", "mid"):
+            vllm_check(size)
+            RESULTS[f"vllm_parity_and_speed_{size}"] = RESULTS.pop("vllm_parity_and_speed")
+    if "smoke" in parts:
+        smoke()
+    if "deepspeed" in parts:
+        deepspeed()
     (OUT / "gpu_check.json").write_text(json.dumps(RESULTS, indent=2) + "\n")
 
 

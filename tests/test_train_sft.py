@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import ume
 from ume.backbone import load_backbone
 from ume.batching import make_batch, prompt_texts
+from ume.compat import enable_activation_checkpointing
 from ume.inputs import Item
 from ume.recipe import GENERATION_PROMPT, Recipe
 from ume.tiny import build_tiny
@@ -302,7 +303,7 @@ def test_grad_cache_equals_full_batch(tiny, sft_data):
         return grad_cache_step(m, mb, lf, lambda loss: loss.backward(), nullcontext, cpu)
 
     t_full, g_full = grads_after(full_step, module, loss_fn, full)
-    bb.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(bb.model)
     assert bb.model.model.language_model.gradient_checkpointing
     t_cache, g_cache = grads_after(cached_step, module, loss_fn, chunked)  # + checkpointing: same gradients
 

@@ -23,6 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from ume.batching import batch_or_isolate
+from ume.compat import cache_kwargs
 from ume.generation import Completion, GenerationSettings, Prompt, PromptSource, Reject, finish
 from ume.readout import embedding_positions, last_hidden, read_embedding
 
@@ -148,7 +149,7 @@ class HFBackend:
                 on_tokens(len(rows))
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             out = last_hidden(self.model, input_ids=ids, attention_mask=mask,
-                              position_ids=pos.view(1, -1, 1).expand(3, -1, -1), cache=cache, use_cache=True)
+                              position_ids=pos.view(1, -1, 1).expand(3, -1, -1), **cache_kwargs(self.model, cache))
             hidden = out.last_hidden_state[:, -1]
             pos = pos + 1
 
@@ -208,7 +209,7 @@ class HFBackend:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         positions = prompt_positions(self.model, batch)
         cache = DynamicCache(config=self.model.config)
-        out = last_hidden(self.model, **batch, position_ids=positions, cache=cache, use_cache=True)
+        out = last_hidden(self.model, **batch, position_ids=positions, **cache_kwargs(self.model, cache))
         discs = None
         if want_disc:  # the prompt's <disc_emb> state is in this prefill already: disc comes for free
             discs = read_embedding(out.last_hidden_state, batch["input_ids"], "disc", self.backbone.tokens)

@@ -27,8 +27,9 @@ def _vllm() -> Any:
     try:
         import vllm
     except ImportError as e:
-        raise ImportError("the 'vllm' backend needs vLLM on a CUDA machine: pip install 'ume[vllm]' "
-                          f"(import failed: {e})") from None
+        raise ImportError("the 'vllm' backend needs vLLM on a CUDA machine: pip install 'ume[vllm]', best in "
+                          "an environment of its own, as it pins torch 2.14.0 and transformers 5.20 "
+                          f"(constraints-vllm.txt) (import failed: {e})") from None
     return vllm
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
 
 from ume.backbone import RUN_MODEL_DIR, Backbone
+from ume.compat import enable_activation_checkpointing
 from ume.io import iter_json_lines, parse_json_line
 from ume.train.data import BadRow
 from ume.train.engine_config import EngineConfig
@@ -163,12 +164,12 @@ class Trainer:
         self.acc.wait_for_everyone()  # the output directory exists before any rank reports a bad row
 
     def _setup_optimisation(self, hf: Any, module: torch.nn.Module) -> None:
-        """What every stage trains with: activation checkpointing when asked (transformers' current call, not
-        the deprecated `gradient_checkpointing_enable`), AdamW over the per-tower groups (own peak rates, no
-        decay on norms and biases), warm-up + the configured schedule, all prepared by accelerate."""
+        """What every stage trains with: activation checkpointing when asked (non-reentrant), AdamW over the
+        per-tower groups (own peak rates, no decay on norms and biases), warm-up + the configured schedule, all
+        prepared by accelerate."""
         cfg = self.cfg
         if cfg.gradient_checkpointing:
-            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(hf)
         groups = param_groups(module, cfg.learning_rate, cfg.weight_decay,
                               {"vision": cfg.vision_lr, "merger": cfg.merger_lr})
         optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
