@@ -4,6 +4,7 @@ Unlike `generate(..., output_hidden_states=True)`, which keeps every layer's sta
 linear in the generated length), this loop keeps one last-layer vector per sequence. It is a small KV-cache
 decoding loop with continuous batching: a sequence leaves the running batch as soon as its `<gen_emb>` state
 is read, and a waiting prompt takes its slot, so a long reasoning trace does not hold a whole batch hostage.
+The cache is `ume.kv_cache`'s: a step writes its keys in place instead of copying every row's whole cache.
 `k` samples of one prompt share its prefill (the cache is copied k times).
 
 Position ids are passed explicitly (M-RoPE positions from the model's own `get_rope_index` for the prompt,
@@ -20,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
 from ume.batching import batch_or_isolate
 from ume.compat import cache_kwargs
 from ume.generation import Completion, GenerationSettings, Prompt, PromptSource, Reject, finish
+from ume.kv_cache import append_rows, decode_cache, drop_leading, keep_rows
 from ume.readout import embedding_positions, last_hidden, read_embedding
 
 # (row keys, tokens generated so far per row, logits [rows, vocab]) -> logits: a caller's own per-row edit
@@ -65,29 +67,6 @@ def _pad_left(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
-def _merge_caches(a: DynamicCache, b: DynamicCache) -> None:
-    """Append b's rows to a, left-padding the shorter one (the attention mask hides the padding)."""
-    length = max(a.get_seq_length(), b.get_seq_length())
-    for la, lb in zip(a.layers, b.layers, strict=True):
-        la.keys = torch.cat([_pad_left(la.keys, length, 2), _pad_left(lb.keys, length, 2)])
-        la.values = torch.cat([_pad_left(la.values, length, 2), _pad_left(lb.values, length, 2)])
-
-
-def _trim_left(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
-    """Drop leading columns that are padding in every remaining row.
-
-    Rows join with left padding up to the running cache length; without trimming, the cache (and the
-    attention cost of every step) would keep growing for as long as the batch stays busy.
-    """
-    first = int(mask.any(dim=0).int().argmax())
-    if first == 0:
-        return mask
-    for layer in cache.layers:
-        layer.keys = layer.keys[:, :, first:]
-        layer.values = layer.values[:, :, first:]
-    return mask[:, first:]
-
-
 class HFBackend:
     """Continuous-batching decoding with the stock model; see the module docstring."""
 
@@ -110,7 +89,7 @@ class HFBackend:
         device = next(self.model.parameters()).device
         processors = settings.processors(device)
         rows: list[_Row] = []
-        cache: DynamicCache | None = None
+        cache: Cache | None = None
         mask = pos = hidden = None
         exhausted = False
         while True:
@@ -125,7 +104,7 @@ class HFBackend:
                 if cache is None:
                     cache, mask, pos, hidden = new_cache, new_mask, new_pos, new_hidden
                 else:
-                    _merge_caches(cache, new_cache)
+                    append_rows(cache, new_cache)
                     length = max(mask.shape[1], new_mask.shape[1])
                     mask = torch.cat([_pad_left(mask, length, 1), _pad_left(new_mask, length, 1)])
                     pos, hidden = torch.cat([pos, new_pos]), torch.cat([hidden, new_hidden])
@@ -135,10 +114,13 @@ class HFBackend:
             keep = self._read_finished(rows, hidden, on_done)
             if len(keep) < len(rows):
                 idx = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(idx)
+                keep_rows(cache, keep)
                 mask, pos, hidden, rows = mask[idx], pos[idx], hidden[idx], [rows[i] for i in keep]
-                if rows:
-                    mask = _trim_left(cache, mask)
+                if rows:  # drop leading columns that are padding in every remaining row: without this, the
+                    # cache (and every step's attention) would grow for as long as the batch stays busy
+                    first = int(mask.any(dim=0).int().argmax())
+                    drop_leading(cache, first)
+                    mask = mask[:, first:]
             if not rows:
                 cache = mask = pos = hidden = None
                 continue
@@ -205,10 +187,10 @@ class HFBackend:
         return g
 
     def _prefill(self, batch: dict[str, torch.Tensor], prompts: list[Prompt], device: torch.device,
-                 want_disc: bool) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                 want_disc: bool) -> tuple[Cache, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         positions = prompt_positions(self.model, batch)
-        cache = DynamicCache(config=self.model.config)
+        cache = decode_cache(self.model)
         out = last_hidden(self.model, **batch, position_ids=positions, **cache_kwargs(self.model, cache))
         discs = None
         if want_disc:  # the prompt's <disc_emb> state is in this prefill already: disc comes for free
