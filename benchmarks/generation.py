@@ -8,7 +8,10 @@ samples sharing one prefill. Random-weight models get controlled reasoning lengt
 
 Reported per setting: wall time, tokens or items per second, the ratio to the reference, peak RSS growth and
 the max cosine deviation; and the machine's physical bounds (measured matmul FLOP/s and copy bandwidth) with
-how far each decode figure is from the bound they imply.
+how far each decode figure is from the bound they imply. The settings compared run in interleaved rounds and a
+ratio is the median of the rounds' own ratios (each from two runs under the same load; all are kept), since
+this machine's speed drifts by more than the differences measured. For gen, `row_step_ratio` is the most any
+scheduler can save over fixed batches on these lengths: the reference's rows x steps over the tokens decoded.
 
     .venv/bin/python benchmarks/generation.py [--sizes mid,2b] [--batches 8,32,64] [--out FILE]
 
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,10 +63,23 @@ def timed(fn: Any) -> tuple[Any, float, float]:
     return out, wall, mem.growth / 2**20
 
 
-def best(fn: Any, repeats: int) -> tuple[Any, float, float]:
-    runs = [timed(fn) for _ in range(repeats)]
-    out, wall, _ = min(runs, key=lambda r: r[1])
-    return out, wall, max(r[2] for r in runs)
+def rounds(fns: list[Any], repeats: int) -> tuple[list[Any], list[list[float]], list[float]]:
+    """Run the settings being compared side by side, `repeats` rounds, the order alternating each round, so a
+    drift in this shared machine's speed falls on all of them: per setting its output, walls and peak growth."""
+    outs: list[Any] = [None] * len(fns)
+    walls: list[list[float]] = [[] for _ in fns]
+    mems = [0.0] * len(fns)
+    for r in range(repeats):
+        for i in range(len(fns)) if r % 2 == 0 else reversed(range(len(fns))):
+            outs[i], wall, mem = timed(fns[i])
+            walls[i].append(wall)
+            mems[i] = max(mems[i], mem)
+    return outs, walls, mems
+
+
+def per_round(num: list[float], den: list[float]) -> list[float]:
+    """num / den round by round: each ratio compares two runs made under the same load."""
+    return [a / b for a, b in zip(num, den, strict=True)]
 
 
 def max_dev(a: np.ndarray, b: np.ndarray) -> float:
@@ -163,44 +180,57 @@ def run_size(size: str, ckpt: Path, args: argparse.Namespace, bounds: dict[str, 
         rng = random.Random(batch)
         lengths = [rng.randint(lo, hi) for _ in range(n)]
         items = items_for(n, batch)
-        ref, ref_wall, ref_mem = best(lambda it=items, ln=lengths, b=batch: reference_gen_all(enc, it, ln, b), rep)
-        ours, wall, mem = best(lambda it=items, ln=lengths, b=batch: ours_gen(enc, it, ln, b), rep)
+        (ref, ours), (ref_walls, walls), (ref_mem, mem) = rounds(
+            [lambda it=items, ln=lengths, b=batch: reference_gen_all(enc, it, ln, b),
+             lambda it=items, ln=lengths, b=batch: ours_gen(enc, it, ln, b)], rep)
+        ratios, ref_wall, wall = per_round(ref_walls, walls), min(ref_walls), min(walls)
         tokens = sum(x + 1 for x in lengths)
         # fixed batches decode every row until the batch's longest is done: the most continuous batching can save
         padded = sum(len(lengths[s:s + batch]) * (max(lengths[s:s + batch]) + 1) for s in range(0, n, batch))
         emit({"setting": f"gen_mixed_{lo}_{hi}", "batch": batch, "items": n, "tokens": tokens,
               "reference_row_steps": padded, "row_step_ratio": padded / tokens,
               "ours_tokens_per_s": tokens / wall, "reference_tokens_per_s": tokens / ref_wall,
-              "ratio": ref_wall / wall, "ours_peak_mb": mem, "reference_peak_mb": ref_mem,
+              "ratio": statistics.median(ratios), "ratio_per_round": ratios, "ours_peak_mb": mem,
+              "reference_peak_mb": ref_mem,
               "bound_tokens_per_s": decode_bound(params, batch, bounds),
               "ours_share_of_bound": tokens / wall / decode_bound(params, batch, bounds),
               "max_cosine_deviation": max_dev(ours.embeddings, ref)})
     batch = 8
     items = items_for(64 if size == "mid" else 16, 7)
-    ref, ref_wall, _ = best(lambda: reference_disc_all(enc, items, batch), rep)
-    ours, wall, _ = best(lambda: enc.encode(items, mode="disc", batch_size=batch, show_progress=False), rep)
-    emit({"setting": "disc_short_text", "batch": batch, "items": len(items), "ours_items_per_s": len(items) / wall,
-          "reference_items_per_s": len(items) / ref_wall, "ratio": ref_wall / wall,
+    (ref, ours), (ref_walls, walls), _ = rounds(
+        [lambda: reference_disc_all(enc, items, batch),
+         lambda: enc.encode(items, mode="disc", batch_size=batch, show_progress=False)], rep)
+    ratios = per_round(ref_walls, walls)
+    emit({"setting": "disc_short_text", "batch": batch, "items": len(items),
+          "ours_items_per_s": len(items) / min(walls), "reference_items_per_s": len(items) / min(ref_walls),
+          "ratio": statistics.median(ratios), "ratio_per_round": ratios,
           "max_cosine_deviation": max_dev(ours.embeddings, ref)})
     rng = random.Random(3)
     items = items_for(16, 3)
     lengths = [rng.randint(lo, hi) for _ in items]
-    gen, gen_wall, _ = best(lambda: ours_gen(enc, items, lengths, 8), rep)
-    disc, disc_wall, _ = best(lambda: enc.encode(items, mode="disc", batch_size=8, show_progress=False), rep)
-    both, both_wall, _ = best(lambda: ours_gen(enc, items, lengths, 8, mode="both"), rep)
-    emit({"setting": "oracle_cost", "items": len(items), "separate_s": gen_wall + disc_wall, "gen_s": gen_wall,
-          "both_s": both_wall, "both_over_gen": both_wall / gen_wall, "ratio": (gen_wall + disc_wall) / both_wall,
+    (gen, disc, both), (gen_walls, disc_walls, both_walls), _ = rounds(
+        [lambda: ours_gen(enc, items, lengths, 8),
+         lambda: enc.encode(items, mode="disc", batch_size=8, show_progress=False),
+         lambda: ours_gen(enc, items, lengths, 8, mode="both")], rep)
+    separate = [g + d for g, d in zip(gen_walls, disc_walls, strict=True)]
+    emit({"setting": "oracle_cost", "items": len(items), "separate_s": min(separate), "gen_s": min(gen_walls),
+          "both_s": min(both_walls), "both_over_gen": statistics.median(per_round(both_walls, gen_walls)),
+          "both_over_gen_per_round": per_round(both_walls, gen_walls),
+          "ratio": statistics.median(per_round(separate, both_walls)),
           "max_cosine_deviation": max(max_dev(both.embeddings, gen.embeddings),
                                       max_dev(both.disc_embeddings, disc.embeddings))})
     k = 8
     items = items_for(4, 5)
     lengths = [rng.randint(lo, hi) for _ in items]
-    _, shared_wall, _ = best(lambda: ours_gen(enc, items, lengths, 4, samples=k), rep)
     repeated = [it for it in items for _ in range(k)]  # k prefills per item: each sample its own prompt
     rep_lengths = [n for n in lengths for _ in range(k)]
-    _, sep_wall, _ = best(lambda: ours_gen(enc, repeated, rep_lengths, 4 * k), rep)
-    emit({"setting": "passk_8", "items": len(items), "shared_prefill_s": shared_wall, "separate_prefills_s": sep_wall,
-          "ratio": sep_wall / shared_wall, "sequences": len(repeated)})
+    _, (shared_walls, sep_walls), _ = rounds(
+        [lambda: ours_gen(enc, items, lengths, 4, samples=k),
+         lambda: ours_gen(enc, repeated, rep_lengths, 4 * k)], rep)
+    ratios = per_round(sep_walls, shared_walls)
+    emit({"setting": "passk_8", "items": len(items), "shared_prefill_s": min(shared_walls),
+          "separate_prefills_s": min(sep_walls), "ratio": statistics.median(ratios), "ratio_per_round": ratios,
+          "sequences": len(repeated)})
     return rows
 
 
@@ -208,7 +238,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="mid,2b")
     ap.add_argument("--batches", default="8,32,64", type=lambda s: [int(x) for x in s.split(",")])
-    ap.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the fastest is reported")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved rounds (mid; the 2B-shaped model runs one): ratios are the median of the "
+                         "rounds' ratios, rates the fastest round's")
     ap.add_argument("--out", default="benchmarks/results/generation.json")
     args = ap.parse_args()
     torch.manual_seed(0)
