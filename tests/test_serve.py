@@ -463,6 +463,8 @@ def test_full_queue_answers_503_and_slow_requests_time_out(enc):
         for key in ("running", "queued"):
             status, body, _ = out[key]
             assert status == 408 and body["error"]["param"] == "request_timeout_s"
+        # the timed-out queued request left the queue at once (the encoder is still held): room for a new one
+        assert httpx.get(url + "/health").json()["queue_items"] == 0
         gated.gate.set()
         ok = httpx.post(url + "/v1/embeddings", json={"input": "after"}, timeout=30)
         assert ok.status_code == 200

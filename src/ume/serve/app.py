@@ -128,7 +128,7 @@ class Server:
             try:
                 res = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=max(0.0, deadline - time.perf_counter()))
             except TimeoutError:
-                fut.cancel()  # still queued: it never runs; already running: its answer is dropped
+                self.batcher.withdraw(job)
                 limit = self.cfg.limits.request_timeout_s
                 self.metrics.rejected.labels("request_timeout_s").inc()
                 raise LimitError(408, "request_timeout_s", f"no answer within {limit} s (queue depth "

@@ -109,6 +109,19 @@ class Batcher:
             self._cond.notify()
         return job.future
 
+    def withdraw(self, job: Job) -> None:
+        """Its request gave up (timed out): a job still queued leaves the queue now, so it neither runs nor holds
+        queue room a new request could have; one already running finishes and its answer is dropped."""
+        with self._cond:
+            if not job.future.cancel():
+                return
+            for i, queued in enumerate(self._queue):
+                if queued is job:
+                    del self._queue[i]
+                    self._pending_items -= len(job.items)
+                    self._finish(job)
+                    return
+
     def close(self, timeout: float | None = 10.0) -> None:
         with self._cond:
             self._stopped = True
