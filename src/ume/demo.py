@@ -190,7 +190,7 @@ def examples(run_dir: Path, n: int = 3) -> list[dict[str, Any]]:
 def _passk(summary: dict[str, Any]) -> dict[int, dict[str, float]]:
     """Overall pass@k (task mean x100) and its standard error (binomial per task, in quadrature)."""
     curve: dict[int, list[tuple[float, int]]] = {}
-    n_of = {t: r for t, r in summary.get("n_queries", {}).items()}
+    n_of = summary.get("n_queries", {})
     for task, task_curve in summary.get("passk", {}).items():
         for k, v in task_curve.items():
             curve.setdefault(int(k), []).append((v, n_of.get(task, 1)))
@@ -335,9 +335,9 @@ def evaluate_models(plan: DemoPlan, output: Path, limit: int | None, pool_limit:
     args = dict(limit=limit, pool_limit=pool_limit, max_new_tokens=max_new_tokens, batch_size=batch_size)
     rl = _evaluate(models["rl"], data, output / "rl", "minimmeb", "gen", "gen", True, samples, **args)
     sft = _evaluate(models["sft"], data, output / "sft", "minimmeb", "gen", "gen", True, 1, **args)
-    rl["n_queries"] = {t: _n_queries(output / "rl", t) for t in rl.get("passk", {})}
     sft_diag = _diagnose(models["sft"], data, output / "sft", **args)
     rl_diag = _diagnose(models["rl"], data, output / "rl", **args)
+    rl["n_queries"] = {t: row["n"] for t, row in rl_diag["tasks"].items()}  # pass@k's binomial errors
     seen = perception_of(models["pretrain"], perception_per_kind, plan.seed, output / "perception.json")
     out = {"table": table(sft, rl), "reasoning_table": reasoning_table(sft, rl, sft_diag, rl_diag),
            "findings": findings(sft, rl, sft_diag, rl_diag), "perception": seen,
@@ -348,13 +348,6 @@ def evaluate_models(plan: DemoPlan, output: Path, limit: int | None, pool_limit:
         out["holdout_table"] = table_holdout(ho)
     out["wall_s"] = time.perf_counter() - t
     return out
-
-
-def _n_queries(run_dir: Path, task: str) -> int:
-    from ume.io import read_jsonl
-
-    found = list((run_dir / "runs" / "gen-gen").rglob(f"{task}_pred.jsonl"))
-    return len(read_jsonl(found[0])) if found else 1
 
 
 def full_evaluation(plan: DemoPlan, output: Path | None = None, samples: int = 4, max_new_tokens: int = 160,

@@ -24,13 +24,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ume.evaluate.report import standard_error
 from ume.io import read_jsonl
 
 TEXT_QUERY_TASKS = ("MiniCaps_t2i", "MiniVidRet", "MiniDocTable", "MiniDocReport")
@@ -98,15 +98,12 @@ def reasoning(run_dir: Path, task: str, modality: str) -> list[str | None]:
     return [r.get("reasoning") for r in read_jsonl(run_dir / "runs" / "gen-gen" / modality / f"{task}_pred.jsonl")]
 
 
-def se(values: Sequence[float]) -> float:
-    return float(100 * np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
 def combine(task_values: dict[str, Sequence[float]]) -> dict[str, float]:
     """Task-weighted mean x100 and its standard error (per task over queries, in quadrature), as the report."""
     means = [100 * float(np.mean(v)) for v in task_values.values()]
-    return {"mean": float(np.mean(means)), "se": float(np.sqrt(sum(se(v) ** 2 for v in task_values.values()))
-                                                         / len(task_values)), "n": len(task_values)}
+    errors = [standard_error(v) for v in task_values.values()]
+    return {"mean": float(np.mean(means)), "se": float(np.sqrt(sum(e**2 for e in errors)) / len(errors)),
+            "n": len(task_values)}
 
 
 def paired(a: dict[str, Sequence[float]], b: dict[str, Sequence[float]]) -> dict[str, float]:
@@ -163,7 +160,7 @@ def diagnose(model: str, data_root: str, output: str, limit: int | None, pool_li
         golds = gold(task.name, seed, n)
         texts = reasoning(out_dir, task.name, task.modality)
         hits = [same_answer(answer_of(t), g["answer"]) for t, g in zip(texts, golds, strict=True)]
-        row: dict[str, Any] = {"answer_accuracy": 100 * float(np.mean(hits)), "answer_se": se(hits), "n": n,
+        row: dict[str, Any] = {"answer_accuracy": 100 * float(np.mean(hits)), "answer_se": standard_error(hits), "n": n,
                                "gen": per_query(out_dir, "gen-gen", task.name, task.modality, task.metric),
                                "disc": per_query(out_dir, "disc-disc", task.name, task.modality, task.metric)}
         citems = {item_key(it): it for it in data.pool.values()}
@@ -191,4 +188,4 @@ def diagnose(model: str, data_root: str, output: str, limit: int | None, pool_li
     if ceiling:
         overall["ceiling"] = combine({k: t["ceiling"] for k, t in tasks.items()})
     return {"model": model, "limit": limit, "pool_limit": pool_limit, "tasks": tasks, "overall": overall,
-            "config": {k: v for k, v in vars(replace(cfg)).items() if isinstance(v, (str, int, float, type(None)))}}
+            "config": {k: v for k, v in vars(cfg).items() if isinstance(v, (str, int, float, type(None)))}}
